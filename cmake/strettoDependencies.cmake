@@ -1,0 +1,25 @@
+# Finds the optional dependencies of the backends and turns STRETTO_ENABLE_<X> into ON/OFF.
+# Nothing here reaches the network: every dependency comes from find_package.
+
+if(NOT STRETTO_ENABLE_MPI STREQUAL "OFF")
+  find_package(MPI COMPONENTS CXX)
+  if(MPI_CXX_FOUND)
+    set(STRETTO_ENABLE_MPI ON)
+  elseif(STRETTO_ENABLE_MPI STREQUAL "ON")
+    message(FATAL_ERROR "STRETTO_ENABLE_MPI=ON but no MPI was found (Debian: apt-get install libopenmpi-dev openmpi-bin)")
+  else()
+    set(STRETTO_ENABLE_MPI OFF)
+  endif()
+endif()
+
+if(NOT STRETTO_ENABLE_KOKKOS STREQUAL "OFF")
+  include(${CMAKE_CURRENT_LIST_DIR}/strettoFindKokkos.cmake)
+  if(STRETTO_KOKKOS_FOUND)
+    set(STRETTO_ENABLE_KOKKOS ON)
+  elseif(STRETTO_ENABLE_KOKKOS STREQUAL "ON")
+    message(FATAL_ERROR "STRETTO_ENABLE_KOKKOS=ON but Kokkos was not found (Debian: apt-get install libtrilinos-kokkos-dev libtrilinos-kokkos-kernels-dev)")
+  else()
+    set(STRETTO_ENABLE_KOKKOS OFF)
+  endif()
+endif()
+message(STATUS "stretto: MPI backend ${STRETTO_ENABLE_MPI}, Kokkos backend ${STRETTO_ENABLE_KOKKOS}")

@@ -1,0 +1,62 @@
+#pragma once
+/**
+@file
+@brief The operations a pipeline schedule is made of: F, B, W and the fused BW.
+*/
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "../detail/text.hpp"
+
+namespace stretto {
+
+/**
+@brief The kind of one scheduled operation.
+
+- `forward` (F): the stage's forward pass for one microbatch.
+- `backward_input` (B): the gradient with respect to the stage's input (activation gradient),
+  which the previous stage waits for.
+- `backward_weight` (W): the gradient with respect to the stage's weights; nothing downstream
+  waits for it, so a schedule may defer it (Zero Bubble, Qi et al. 2024, §2).
+- `backward` (BW): B and W fused into one op, as in GPipe and 1F1B.
+*/
+enum class op_kind : std::uint8_t { forward, backward_input, backward_weight, backward };
+
+/** @brief Returns the short name used in papers and timelines: "F", "B", "W" or "BW". */
+constexpr std::string_view short_name(op_kind kind) noexcept {
+  switch (kind) {
+    case op_kind::forward: return "F";
+    case op_kind::backward_input: return "B";
+    case op_kind::backward_weight: return "W";
+    case op_kind::backward: return "BW";
+  }
+  return "?";
+}
+
+/** @brief True for the ops that produce the input gradient the previous stage needs (B and BW). */
+constexpr bool produces_input_gradient(op_kind kind) noexcept {
+  return kind == op_kind::backward_input || kind == op_kind::backward;
+}
+
+/**
+@brief One operation of a schedule: what to run (`kind`), on which stage, for which microbatch.
+
+**Units.** `stage` is the global stage index in `[0, num_stages)`; `microbatch` is in
+`[0, num_microbatches)`. The rank that runs the op follows from the schedule's placement.
+*/
+struct op {
+  op_kind kind{op_kind::forward};
+  std::int32_t stage{0};
+  std::int32_t microbatch{0};
+
+  friend constexpr bool operator==(const op&, const op&) = default;
+};
+
+/** @brief Returns e.g. `"F(stage 2, mb 5)"`; usable in constant evaluation. */
+constexpr std::string to_string(const op& o) {
+  return detail::cat(short_name(o.kind), "(stage ", o.stage, ", mb ", o.microbatch, ")");
+}
+
+}  // namespace stretto

@@ -1,0 +1,84 @@
+#pragma once
+/**
+@file
+@brief A pipeline schedule: for every rank, the ordered list of ops it executes in one step.
+*/
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "op.hpp"
+#include "shape.hpp"
+
+namespace stretto {
+
+/**
+@brief For every rank, the ordered list of ops it executes in one optimizer step, together with
+the pipeline shape and the placement that maps stages onto ranks.
+
+**Shape.** `ops(r)` is rank r's op list in execution order, r in `[0, num_ranks())`.
+
+**Constant evaluation.** All members are `constexpr`: a schedule can be generated, validated and
+simulated inside a constant expression (its storage must then be released within that same
+evaluation; `stretto::compile_time` copies it into fixed-capacity storage).
+
+A schedule is only a container; `stretto::validate` checks that it is a correct schedule.
+*/
+class schedule {
+ public:
+  constexpr schedule() = default;
+
+  /** @brief Creates an empty schedule (no ops on any rank). */
+  constexpr schedule(pipeline_shape shape, placement_kind placement)
+      : shape_(shape), placement_(placement),
+        ops_(static_cast<std::size_t>(shape.num_ranks > 0 ? shape.num_ranks : 0)) {}
+
+  /** @brief Appends `o` to rank `rank`'s list. @pre `0 <= rank < num_ranks()`. */
+  constexpr void push_back(std::int32_t rank, op o) { ops_[static_cast<std::size_t>(rank)].push_back(o); }
+
+  /** @brief Appends `o` to the list of the rank that holds `o.stage` under the placement. */
+  constexpr void push_back(op o) { push_back(rank_of(o.stage), o); }
+
+  /** @brief Rank `rank`'s ops in execution order. */
+  constexpr std::span<const op> ops(std::int32_t rank) const noexcept {
+    return ops_[static_cast<std::size_t>(rank)];
+  }
+
+  /** @brief The rank that runs `stage` under this schedule's placement. */
+  constexpr std::int32_t rank_of(std::int32_t stage) const noexcept {
+    return rank_of_stage(placement_, shape_, stage);
+  }
+
+  constexpr const pipeline_shape& shape() const noexcept { return shape_; }
+  constexpr placement_kind placement() const noexcept { return placement_; }
+  constexpr std::int32_t num_ranks() const noexcept { return shape_.num_ranks; }
+  constexpr std::int32_t num_stages() const noexcept { return shape_.num_stages(); }
+  constexpr std::int32_t num_microbatches() const noexcept { return shape_.num_microbatches; }
+
+  /** @brief The total number of ops over all ranks. */
+  constexpr std::size_t num_ops() const noexcept {
+    std::size_t n = 0;
+    for (const auto& list : ops_) n += list.size();
+    return n;
+  }
+
+  /** @brief The longest per-rank list; the capacity a fixed-size copy needs. */
+  constexpr std::size_t max_ops_per_rank() const noexcept {
+    std::size_t n = 0;
+    for (const auto& list : ops_) n = list.size() > n ? list.size() : n;
+    return n;
+  }
+
+  friend constexpr bool operator==(const schedule&, const schedule&) = default;
+
+ private:
+  pipeline_shape shape_{};
+  placement_kind placement_{placement_kind::linear};
+  std::vector<std::vector<op>> ops_;
+};
+
+}  // namespace stretto

@@ -1,0 +1,21 @@
+#pragma once
+/**
+@file
+@brief Umbrella header: everything in Stretto that needs no backend (core IR, policies,
+validation, simulator, exporters).
+*/
+
+#include "core/concepts.hpp"
+#include "core/dependencies.hpp"
+#include "core/errors.hpp"
+#include "core/op.hpp"
+#include "core/schedule.hpp"
+#include "core/shape.hpp"
+#include "graph/validate.hpp"
+#include "policies/gpipe.hpp"
+#include "policies/one_f_one_b.hpp"
+#include "policies/registry.hpp"
+#include "policies/zero_bubble.hpp"
+#include "sim/cost_model.hpp"
+#include "sim/simulator.hpp"
+#include "sim/timeline.hpp"

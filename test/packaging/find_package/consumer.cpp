@@ -1,0 +1,17 @@
+// Includes the installed headers (and the backends' when they were found) and checks a value.
+#include <stretto/stretto.hpp>
+#if defined(STRETTO_HAS_MPI)
+#include <stretto/mpi/communicator.hpp>
+#endif
+#if defined(STRETTO_HAS_KOKKOS)
+#include <stretto/kokkos/executor.hpp>
+#endif
+
+#include <cstdio>
+
+int main() {
+  const auto s = stretto::make_schedule<stretto::policies::one_f_one_b>({4, 8, 1});
+  const double span = stretto::sim::simulate(s, stretto::sim::uniform_costs{}).metrics.span;
+  std::printf("consumer: 1F1B p=4 m=8 span %g\n", span);
+  return span == 33.0 ? 0 : 1;
+}
