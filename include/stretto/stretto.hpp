@@ -19,3 +19,4 @@ validation, simulator, exporters).
 #include "sim/cost_model.hpp"
 #include "sim/simulator.hpp"
 #include "sim/timeline.hpp"
+#include "core/transport.hpp"

@@ -1,0 +1,333 @@
+#pragma once
+/**
+@file
+@brief The Kokkos executor: runs one rank's op list of a schedule, calling the user's stage
+functions on `Kokkos::View`s and moving activations and gradients through a `stretto::transport`.
+*/
+
+#include <Kokkos_Core.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include <stretto/core/dependencies.hpp>
+#include <stretto/core/errors.hpp>
+#include <stretto/core/schedule.hpp>
+#include <stretto/core/transport.hpp>
+#include <stretto/graph/validate.hpp>
+#include <stretto/sim/timeline.hpp>
+
+namespace stretto::kokkos {
+
+/**
+@brief The tensors that flow between stages: `[rows, features]`, rows = the samples of one
+microbatch, row-major, in `MemorySpace`.
+*/
+template <class Scalar, class MemorySpace = Kokkos::DefaultExecutionSpace::memory_space>
+using matrix = Kokkos::View<Scalar**, Kokkos::LayoutRight, MemorySpace>;
+
+/**
+@brief What a model must provide for the executor to run its stages on this rank.
+
+**Notation.** `M` the model type, `model` an `M&`, `s` a stage, `mb` a microbatch, `x`, `y` values
+of `M::matrix_type` (a `stretto::kokkos::matrix`).
+
+| Valid expression | Meaning |
+|---|---|
+| `M::matrix_type` | the tensor type of activations and gradients |
+| `model.input_features(s)`, `model.output_features(s)` | widths of stage s's input and output |
+| `model.microbatch_rows(mb)` | the number of samples in microbatch mb |
+| `model.input(mb)` | the first stage's input for mb (called on the rank of stage 0 only) |
+| `model.forward(s, mb, x, y)` | F: reads x, writes y, keeps what its backward needs |
+| `model.loss(mb, y, x)` | on the last stage: returns the loss of mb and writes d loss / d y into x |
+| `model.backward_input(s, mb, x, y)` | B: reads the output gradient x, writes the input gradient y (y has 0 rows on stage 0: nothing to write) and keeps what W needs |
+| `model.backward_weight(s, mb)` | W: accumulates stage s's weight gradients for mb, then frees mb's state |
+
+Optionally `model.backward(s, mb, x, y)` runs a fused BW; without it BW is B then W.
+
+**Loss scaling.** `loss` must scale by the global batch (e.g. divide by the number of samples of
+the whole step) so that gradients summed over microbatches equal the full-batch gradient: the
+executor applies no scaling of its own.
+*/
+template <class M>
+concept stage_model = requires(M& model, std::int32_t s, std::int32_t mb,
+                               const typename M::matrix_type& x) {
+  typename M::matrix_type;
+  { model.input_features(s) } -> std::convertible_to<std::int64_t>;
+  { model.output_features(s) } -> std::convertible_to<std::int64_t>;
+  { model.microbatch_rows(mb) } -> std::convertible_to<std::int64_t>;
+  { model.input(mb) } -> std::convertible_to<typename M::matrix_type>;
+  model.forward(s, mb, x, x);
+  { model.loss(mb, x, x) } -> std::convertible_to<double>;
+  model.backward_input(s, mb, x, x);
+  model.backward_weight(s, mb);
+};
+
+/** @brief Options of an `executor`. */
+struct executor_options {
+  /// Receives are posted this many ops ahead of the op that needs them (at least the op itself),
+  /// so that a message can land while the rank computes, while the number of receive buffers
+  /// stays bounded independently of m.
+  std::int32_t receive_lookahead{4};
+};
+
+/** @brief What one step of one rank returns. */
+struct step_record {
+  std::vector<sim::op_timing> ops;  ///< this rank's ops, in seconds since the step's origin
+  double loss{0.0};                 ///< sum of `model.loss` over microbatches (last stage only)
+};
+
+/**
+@brief Runs rank `comm.rank()`'s op list of a schedule with `Model`'s stage functions.
+
+**Message flow.** F(s, mb) sends its output to stage s+1 and B/BW(s, mb) its input gradient to
+stage s−1, as `message_key`s, through `comm` when the other stage is on another rank, by a local
+hand-over (no copy, no message) when it is on the same rank. Receives are posted
+`receive_lookahead` ops ahead; a send's buffer is released as soon as its request completes.
+
+**Host staging.** When `MemorySpace` is not host-accessible (CUDA, HIP), messages go through host
+mirrors, so any MPI works; the schedule logic is unchanged.
+
+**Errors.** The constructor validates the schedule (`validation_error`). Waits report the rank,
+the op and the message they wait for (see the transport's timeout).
+
+@pre `Kokkos::initialize` has run; every rank of the pipeline runs the same schedule.
+*/
+template <stage_model Model, transport Comm>
+class executor {
+ public:
+  using matrix_type = typename Model::matrix_type;
+  using scalar_type = typename matrix_type::non_const_value_type;
+  using memory_space = typename matrix_type::memory_space;
+  using host_matrix = typename matrix_type::HostMirror;
+  using clock = std::chrono::steady_clock;
+
+  executor(const schedule& s, Model& model, Comm& comm, executor_options options = {})
+      : schedule_(s), model_(model), comm_(comm), options_(options), rank_(comm.rank()) {
+    if (auto check = validate(s); !check) throw validation_error(check.message);
+    if (rank_ < 0 || rank_ >= s.num_ranks())
+      throw argument_error(stretto::detail::cat("stretto::kokkos::executor: transport rank ", rank_,
+                                                " is outside the schedule's ", s.num_ranks(), " ranks"));
+    if (options_.receive_lookahead < 0) options_.receive_lookahead = 0;
+    const auto cells = static_cast<std::size_t>(s.num_stages()) * static_cast<std::size_t>(s.num_microbatches());
+    activation_in_.resize(cells);
+    gradient_in_.resize(cells);
+  }
+
+  const schedule& plan() const noexcept { return schedule_; }
+
+  /**
+  @brief Runs this rank's op list once (one optimizer step's forward and backward work).
+  @param origin the time that the returned timings are measured from (e.g. taken right after a
+  barrier on every rank).
+  */
+  step_record run_step(clock::time_point origin = clock::now()) {
+    return run(schedule_.ops(rank_), origin, false);
+  }
+
+  /**
+  @brief Runs only the forwards of this rank (evaluation), microbatch by microbatch.
+
+  On the last stage, `model.output(mb, y)` receives each microbatch's output instead of `loss`;
+  the model should not keep backward state meanwhile. The order (by microbatch, then stage) is
+  deadlock-free under every placement.
+  */
+  step_record run_forward_only(clock::time_point origin = clock::now())
+    requires requires(Model& m, const matrix_type& y) { m.output(std::int32_t{0}, y); }
+  {
+    if (forward_only_.empty()) {
+      for (const op& o : schedule_.ops(rank_))
+        if (o.kind == op_kind::forward) forward_only_.push_back(o);
+      std::stable_sort(forward_only_.begin(), forward_only_.end(), [](const op& a, const op& b) {
+        return a.microbatch != b.microbatch ? a.microbatch < b.microbatch : a.stage < b.stage;
+      });
+    }
+    return run(forward_only_, origin, true);
+  }
+
+ private:
+  step_record run(std::span<const op> list, clock::time_point origin, bool forward_only) {
+    step_record record;
+    record.ops.reserve(list.size());
+    receive_ops_.clear();
+    for (std::size_t i = 0; i < list.size(); ++i)
+      if (needs_receive(list[i])) receive_ops_.push_back(i);
+    next_receive_ = 0;
+    for (std::size_t i = 0; i < list.size(); ++i) {
+      post_receives_through(list, i + static_cast<std::size_t>(options_.receive_lookahead));
+      const op& o = list[i];
+      const auto start = clock::now();
+      switch (o.kind) {
+        case op_kind::forward: record.loss += run_forward(o, forward_only); break;
+        case op_kind::backward_input:
+        case op_kind::backward: run_backward(o); break;
+        case op_kind::backward_weight: model_.backward_weight(o.stage, o.microbatch); break;
+      }
+      Kokkos::fence();
+      const auto end = clock::now();
+      record.ops.push_back({o, seconds(start - origin), seconds(end - origin)});
+      release_completed_sends();
+    }
+    for (auto& pending : sends_) comm_.wait(pending.request, pending.sender);
+    sends_.clear();
+    return record;
+  }
+
+  struct message_buffer {
+    matrix_type device;
+    host_matrix host;  // the mirror the transport reads or writes when `device` is not host-accessible
+    typename Comm::request request;
+    op sender{};
+  };
+
+  static constexpr bool host_accessible =
+      Kokkos::SpaceAccessibility<Kokkos::HostSpace, memory_space>::accessible;
+
+  static double seconds(clock::duration d) { return std::chrono::duration<double>(d).count(); }
+
+  std::size_t cell(std::int32_t stage, std::int32_t mb) const noexcept {
+    return static_cast<std::size_t>(stage) * static_cast<std::size_t>(schedule_.num_microbatches()) +
+           static_cast<std::size_t>(mb);
+  }
+  bool is_last(std::int32_t stage) const noexcept { return stage + 1 == schedule_.num_stages(); }
+
+  // Whether `o`'s input comes from another rank.
+  bool needs_receive(const op& o) const noexcept {
+    if (o.kind == op_kind::forward) return o.stage > 0 && schedule_.rank_of(o.stage - 1) != rank_;
+    if (produces_input_gradient(o.kind)) return !is_last(o.stage) && schedule_.rank_of(o.stage + 1) != rank_;
+    return false;
+  }
+
+  static matrix_type allocate(const char* label, std::int64_t rows, std::int64_t cols) {
+    return matrix_type(Kokkos::view_alloc(Kokkos::WithoutInitializing, std::string(label)),
+                       static_cast<std::size_t>(rows), static_cast<std::size_t>(cols));
+  }
+
+  scalar_type* transport_data(message_buffer& b) {
+    if constexpr (host_accessible) return b.device.data();
+    else return b.host.data();
+  }
+
+  void post_receives_through(std::span<const op> list, std::size_t last_op) {
+    while (next_receive_ < receive_ops_.size() && receive_ops_[next_receive_] <= last_op) {
+      const op& o = list[receive_ops_[next_receive_++]];
+      const bool forward = o.kind == op_kind::forward;
+      const std::int32_t from_stage = forward ? o.stage - 1 : o.stage + 1;
+      const message_key key{forward ? message_direction::activation : message_direction::gradient,
+                            from_stage, o.stage, o.microbatch};
+      const std::int64_t cols = forward ? model_.input_features(o.stage) : model_.output_features(o.stage);
+      message_buffer b;
+      b.device = allocate(forward ? "stretto::activation_in" : "stretto::gradient_in",
+                          model_.microbatch_rows(o.microbatch), cols);
+      if constexpr (!host_accessible) b.host = Kokkos::create_mirror_view(b.device);
+      b.request = comm_.post_receive(key, schedule_.rank_of(from_stage), transport_data(b), b.device.size());
+      (forward ? activation_in_ : gradient_in_)[cell(o.stage, o.microbatch)] = std::move(b);
+    }
+  }
+
+  // Returns the input of `o` (activation for F, output gradient for B/BW), waiting for it if
+  // it comes from another rank, and forgets it (its last consumer is `o`).
+  matrix_type take_input(const op& o, std::vector<message_buffer>& store) {
+    message_buffer& b = store[cell(o.stage, o.microbatch)];
+    if (needs_receive(o)) {
+      comm_.wait(b.request, o);
+      if constexpr (!host_accessible) Kokkos::deep_copy(b.device, b.host);
+    }
+    matrix_type input = b.device;
+    b = message_buffer{};
+    if (input.data() == nullptr && input.size() == 0 && model_.microbatch_rows(o.microbatch) > 0)
+      throw validation_error(stretto::detail::cat("stretto::kokkos::executor: rank ", rank_, " runs ",
+                                                  to_string(o), " before its input exists"));
+    return input;
+  }
+
+  void hand_over(const op& sender, message_key key, matrix_type value) {
+    const std::int32_t to_rank = schedule_.rank_of(key.to_stage);
+    auto& store = key.direction == message_direction::activation ? activation_in_ : gradient_in_;
+    message_buffer b;
+    b.device = std::move(value);
+    if (to_rank == rank_) {  // same rank: a local hand-over, no message
+      store[cell(key.to_stage, key.microbatch)] = std::move(b);
+      return;
+    }
+    if constexpr (!host_accessible) {
+      b.host = Kokkos::create_mirror_view(b.device);
+      Kokkos::deep_copy(b.host, b.device);
+    }
+    b.sender = sender;
+    b.request = comm_.post_send(key, to_rank, static_cast<const scalar_type*>(transport_data(b)), b.device.size());
+    sends_.push_back(std::move(b));
+  }
+
+  double run_forward(const op& o, bool forward_only) {
+    const matrix_type input = o.stage == 0 ? matrix_type(model_.input(o.microbatch)) : take_input(o, activation_in_);
+    matrix_type output = allocate("stretto::activation_out", model_.microbatch_rows(o.microbatch),
+                                  model_.output_features(o.stage));
+    model_.forward(o.stage, o.microbatch, input, output);
+    if (is_last(o.stage) && forward_only) {
+      if constexpr (requires { model_.output(o.microbatch, output); }) model_.output(o.microbatch, output);
+      return 0.0;
+    }
+    if (is_last(o.stage)) {
+      matrix_type gradient = allocate("stretto::loss_gradient", output.extent(0), output.extent(1));
+      const double loss = model_.loss(o.microbatch, output, gradient);
+      message_buffer b;
+      b.device = gradient;
+      gradient_in_[cell(o.stage, o.microbatch)] = std::move(b);
+      return loss;
+    }
+    hand_over(o, {message_direction::activation, o.stage, o.stage + 1, o.microbatch}, std::move(output));
+    return 0.0;
+  }
+
+  void run_backward(const op& o) {
+    const matrix_type gradient = take_input(o, gradient_in_);
+    matrix_type input_gradient =
+        o.stage == 0 ? matrix_type() : allocate("stretto::gradient_out", model_.microbatch_rows(o.microbatch),
+                                                 model_.input_features(o.stage));
+    if (o.kind == op_kind::backward) {
+      if constexpr (requires { model_.backward(o.stage, o.microbatch, gradient, input_gradient); }) {
+        model_.backward(o.stage, o.microbatch, gradient, input_gradient);
+      } else {
+        model_.backward_input(o.stage, o.microbatch, gradient, input_gradient);
+        model_.backward_weight(o.stage, o.microbatch);
+      }
+    } else {
+      model_.backward_input(o.stage, o.microbatch, gradient, input_gradient);
+    }
+    if (o.stage > 0)
+      hand_over(o, {message_direction::gradient, o.stage, o.stage - 1, o.microbatch}, std::move(input_gradient));
+  }
+
+  void release_completed_sends() {
+    std::size_t kept = 0;
+    for (std::size_t i = 0; i < sends_.size(); ++i) {
+      if (comm_.test(sends_[i].request)) continue;
+      if (kept != i) sends_[kept] = std::move(sends_[i]);
+      ++kept;
+    }
+    sends_.resize(kept);
+  }
+
+  schedule schedule_;
+  Model& model_;
+  Comm& comm_;
+  executor_options options_;
+  std::int32_t rank_;
+  std::vector<message_buffer> activation_in_;  // [stage · m + mb]: F's input, received or handed over
+  std::vector<message_buffer> gradient_in_;    // [stage · m + mb]: B/BW's output gradient
+  std::vector<op> forward_only_;               // this rank's F ops by (microbatch, stage)
+  std::vector<std::size_t> receive_ops_;       // indices of the running op list's ops that receive
+  std::size_t next_receive_{0};
+  std::vector<message_buffer> sends_;          // sends still in flight, with their buffers
+};
+
+}  // namespace stretto::kokkos

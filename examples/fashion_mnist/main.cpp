@@ -1,0 +1,323 @@
+// Fashion-MNIST trained pipeline-parallel: Stretto's main demo.
+//
+// An MLP (784-512-512-256-10 by default) is cut into one stage per MPI rank. A schedule policy
+// generates each rank's op list; Stretto validates it, simulates it, and the Kokkos executor runs
+// it, moving activations and gradients between ranks with MPI:
+//
+//   rank 0  F0 F1 F2 F3 B0 F4 B1 ...        (1F1B, p = 4)
+//   rank 1     F0 F1 F2 B0 F3 B1 ...
+//   rank 2        F0 F1 B0 F2 B1 ...
+//   rank 3           F0 B0 F1 B1 ...
+//
+// Per epoch it prints the loss, the test accuracy, samples/s, and the bubble rate measured from
+// the executor's own timeline beside the one simulated from the measured per-stage op times.
+//
+//   scripts/launch.sh -n 4 build/examples/fashion_mnist/stretto.example.fashion_mnist --schedule zb-h1
+
+#include <mpi.h>
+
+#include <CLI/CLI.hpp>
+#include <Kokkos_Core.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <filesystem>
+#include <numeric>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <stretto/kokkos/executor.hpp>
+#include <stretto/mpi/communicator.hpp>
+#include <stretto/stretto.hpp>
+
+#include "idx.hpp"
+#include "mlp_model.hpp"
+
+namespace {
+
+using model_type = stretto::examples::mlp_model<double>;
+using matrix_type = model_type::matrix_type;
+using clock_type = std::chrono::steady_clock;
+
+struct options {
+  std::string schedule = "1f1b";
+  std::int32_t microbatches = 8;
+  std::int64_t batch_size = 128;
+  std::int32_t epochs = 2;
+  double lr = 0.05;
+  double momentum = 0.9;
+  std::uint64_t seed = 1;
+  std::string data = "/usr/share/datasets/fashion-mnist";
+  std::int64_t train_samples = 0;  // 0: all
+  std::string hidden = "512,512,256";
+  double timeout = 300.0;
+};
+
+// An error that every rank detected identically (arguments, shapes): printed once, exit 2.
+struct usage_error {
+  std::string what;
+};
+
+std::vector<std::int64_t> parse_widths(const std::string& hidden) {
+  std::vector<std::int64_t> widths{784};
+  std::stringstream in(hidden);
+  for (std::string item; std::getline(in, item, ',');) {
+    char* end = nullptr;
+    const long long w = std::strtoll(item.c_str(), &end, 10);
+    if (item.empty() || *end != '\0' || w < 1)
+      throw usage_error{"--hidden must be a comma-separated list of positive layer widths, got '" + hidden + "'"};
+    widths.push_back(w);
+  }
+  widths.push_back(10);
+  return widths;
+}
+
+// Samples of an IDX image file as doubles, normalised with Fashion-MNIST's mean and deviation.
+void fill_images(const stretto::examples::idx_array& images, const std::vector<std::int64_t>& index,
+                 std::int64_t first, const matrix_type& out) {
+  auto host = Kokkos::create_mirror_view(out);
+  const std::int64_t pixels = static_cast<std::int64_t>(out.extent(1));
+  for (std::size_t i = 0; i < out.extent(0); ++i) {
+    const std::uint8_t* px = images.values.data() + index[static_cast<std::size_t>(first) + i] * pixels;
+    for (std::int64_t j = 0; j < pixels; ++j) host(i, j) = (px[j] / 255.0 - 0.2860) / 0.3530;
+  }
+  Kokkos::deep_copy(out, host);
+}
+
+void fill_labels(const stretto::examples::idx_array& labels, const std::vector<std::int64_t>& index,
+                 std::int64_t first, const model_type::label_view& out) {
+  auto host = Kokkos::create_mirror_view(out);
+  for (std::size_t i = 0; i < out.extent(0); ++i)
+    host(i) = labels.values[static_cast<std::size_t>(index[static_cast<std::size_t>(first) + i])];
+  Kokkos::deep_copy(out, host);
+}
+
+// Per-stage sums of measured op durations, by kind (F, B, W, BW), and their counts.
+struct op_time_sums {
+  std::vector<double> seconds, count;  // [stage * 4 + kind]
+  explicit op_time_sums(std::int32_t stages) : seconds(4 * static_cast<std::size_t>(stages)), count(seconds.size()) {}
+  void add(const stretto::sim::op_timing& t) {
+    const auto k = static_cast<std::size_t>(t.what.stage) * 4 + static_cast<std::size_t>(t.what.kind);
+    seconds[k] += t.end - t.start;
+    count[k] += 1;
+  }
+  double mean(std::int32_t stage, stretto::op_kind kind) const {
+    const auto k = static_cast<std::size_t>(stage) * 4 + static_cast<std::size_t>(kind);
+    return count[k] > 0 ? seconds[k] / count[k] : 0.0;
+  }
+};
+
+int train(const options& opt, int rank, int size) {
+  const std::vector<std::int64_t> widths = parse_widths(opt.hidden);
+  if (opt.microbatches < 1) throw usage_error{"--microbatches must be at least 1"};
+  if (opt.batch_size < 1) throw usage_error{"--batch-size must be at least 1"};
+  if (opt.batch_size % opt.microbatches != 0)
+    throw usage_error{stretto::detail::cat("--batch-size ", opt.batch_size, " is not divisible by --microbatches ",
+                                           opt.microbatches, "; use a batch size that is a multiple of ",
+                                           opt.microbatches)};
+  if (opt.epochs < 1) throw usage_error{"--epochs must be at least 1"};
+  if (opt.timeout <= 0) throw usage_error{"--timeout must be positive (seconds)"};
+  const auto num_layers = static_cast<std::int32_t>(widths.size()) - 1;
+  if (size > num_layers)
+    throw usage_error{stretto::detail::cat("the model has ", num_layers, " layers but the job has ", size,
+                                           " ranks; every rank needs at least one layer, so run at most ", num_layers,
+                                           " ranks or add --hidden layers")};
+  const std::string files[] = {"train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+                               "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"};
+  for (const auto& f : files)
+    if (!std::filesystem::exists(std::filesystem::path(opt.data) / f))
+      throw usage_error{"Fashion-MNIST not found: " + (std::filesystem::path(opt.data) / f).string() +
+                        " is missing (Debian: apt-get install dataset-fashion-mnist, or pass --data DIR)"};
+
+  const stretto::pipeline_shape shape{size, opt.microbatches, 1};
+  const stretto::schedule plan = stretto::policies::make_schedule(opt.schedule, shape);  // throws on a bad shape
+  const std::int32_t stages = plan.num_stages();
+  std::vector<std::int32_t> local_stages;
+  for (std::int32_t s = 0; s < stages; ++s)
+    if (plan.rank_of(s) == rank) local_stages.push_back(s);
+  const bool first_rank = plan.rank_of(0) == rank;
+  const bool last_rank = plan.rank_of(stages - 1) == rank;
+
+  model_type model(widths, stages, local_stages, opt.seed);
+  stretto::mpi::communicator comm(MPI_COMM_WORLD, shape,
+                                  {std::chrono::duration<double>(opt.timeout), stretto::mpi::timeout_action::abort});
+  stretto::kokkos::executor exec(plan, model, comm);
+
+  // Each rank reads only what its stages need: images on stage 0's, labels on the last stage's.
+  const auto path = [&](int i) { return (std::filesystem::path(opt.data) / files[i]).string(); };
+  stretto::examples::idx_array train_images, train_labels, test_images, test_labels;
+  if (first_rank) {
+    train_images = stretto::examples::read_idx(path(0));
+    test_images = stretto::examples::read_idx(path(2));
+  }
+  if (last_rank) {
+    train_labels = stretto::examples::read_idx(path(1));
+    test_labels = stretto::examples::read_idx(path(3));
+  }
+  std::int64_t train_size = 60000, test_size = 10000;
+  if (opt.train_samples > 0) train_size = std::min(train_size, opt.train_samples);
+  const std::int64_t steps = train_size / opt.batch_size;
+  if (steps < 1) throw usage_error{"--train-samples is smaller than one batch"};
+
+  if (rank == 0) {
+    std::string model_text;
+    for (auto w : widths) model_text += (model_text.empty() ? "" : "-") + std::to_string(w);
+    std::printf("fashion_mnist: %d ranks, schedule %s, %d microbatches of %lld, model %s (%d layers), %lld steps/epoch\n",
+                size, opt.schedule.c_str(), opt.microbatches, static_cast<long long>(opt.batch_size / opt.microbatches),
+                model_text.c_str(), num_layers, static_cast<long long>(steps));
+    std::fflush(stdout);
+  }
+
+  matrix_type batch_inputs("batch_inputs", first_rank ? opt.batch_size : 0, 784);
+  model_type::label_view batch_labels("batch_labels", last_rank ? opt.batch_size : 0);
+  std::vector<std::int64_t> order(static_cast<std::size_t>(60000));
+
+  for (std::int32_t epoch = 1; epoch <= opt.epochs; ++epoch) {
+    std::iota(order.begin(), order.end(), 0);
+    std::shuffle(order.begin(), order.end(), std::mt19937_64(opt.seed * 7919 + static_cast<std::uint64_t>(epoch)));
+    model.set_training(true);
+    double loss_sum = 0.0;
+    op_time_sums sums(stages);
+    std::vector<double> windows;  // per step: this rank's first start, last end, busy
+    MPI_Barrier(MPI_COMM_WORLD);
+    const auto epoch_start = clock_type::now();
+    for (std::int64_t step = 0; step < steps; ++step) {
+      if (first_rank) fill_images(train_images, order, step * opt.batch_size, batch_inputs);
+      if (last_rank) fill_labels(train_labels, order, step * opt.batch_size, batch_labels);
+      model.set_batch(batch_inputs, batch_labels, opt.batch_size, opt.microbatches, opt.batch_size);
+      MPI_Barrier(MPI_COMM_WORLD);
+      const stretto::kokkos::step_record record = exec.run_step(clock_type::now());
+      model.apply_gradients(opt.lr, opt.momentum);
+      loss_sum += record.loss;
+      double busy = 0.0;
+      for (const auto& t : record.ops) {
+        busy += t.end - t.start;
+        sums.add(t);
+      }
+      windows.insert(windows.end(), {record.ops.front().start, record.ops.back().end, busy});
+    }
+    const double epoch_seconds = std::chrono::duration<double>(clock_type::now() - epoch_start).count();
+
+    // Evaluation: forwards only, the test set in batches of 1000.
+    model.set_training(false);
+    std::int64_t correct = 0;
+    const std::int64_t eval_batch = 1000;
+    matrix_type eval_inputs("eval_inputs", first_rank ? eval_batch : 0, 784);
+    model_type::label_view eval_labels("eval_labels", last_rank ? eval_batch : 0);
+    std::vector<std::int64_t> test_order(static_cast<std::size_t>(test_size));
+    std::iota(test_order.begin(), test_order.end(), 0);
+    for (std::int64_t first = 0; first < test_size; first += eval_batch) {
+      if (first_rank) fill_images(test_images, test_order, first, eval_inputs);
+      if (last_rank) fill_labels(test_labels, test_order, first, eval_labels);
+      model.set_batch(eval_inputs, eval_labels, eval_batch, opt.microbatches, eval_batch);
+      exec.run_forward_only();
+      if (last_rank) correct += model.correct();
+    }
+
+    // Gather: the loss and accuracy from the last stage; every rank's step windows; op times.
+    double totals[2] = {last_rank ? loss_sum : 0.0, last_rank ? static_cast<double>(correct) : 0.0};
+    MPI_Allreduce(MPI_IN_PLACE, totals, 2, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+    MPI_Allreduce(MPI_IN_PLACE, sums.seconds.data(), static_cast<int>(sums.seconds.size()), MPI_DOUBLE, MPI_SUM,
+                  MPI_COMM_WORLD);
+    MPI_Allreduce(MPI_IN_PLACE, sums.count.data(), static_cast<int>(sums.count.size()), MPI_DOUBLE, MPI_SUM,
+                  MPI_COMM_WORLD);
+    std::vector<double> all_windows(rank == 0 ? windows.size() * static_cast<std::size_t>(size) : 0);
+    MPI_Gather(windows.data(), static_cast<int>(windows.size()), MPI_DOUBLE, all_windows.data(),
+               static_cast<int>(windows.size()), MPI_DOUBLE, 0, MPI_COMM_WORLD);
+    if (rank != 0) continue;
+
+    // Measured bubble rate: per step, span = the longest rank window; idle = p·span − Σ busy.
+    double span_total = 0.0, busy_total = 0.0;
+    for (std::int64_t step = 0; step < steps; ++step) {
+      double span = 0.0;
+      for (int r = 0; r < size; ++r) {
+        const double* w = &all_windows[(static_cast<std::size_t>(r) * static_cast<std::size_t>(steps) +
+                                        static_cast<std::size_t>(step)) * 3];
+        span = std::max(span, w[1] - w[0]);
+        busy_total += w[2];
+      }
+      span_total += span;
+    }
+    const double measured_bubble = 1.0 - busy_total / (span_total * size);
+    // Simulated bubble rate of the same schedule with the measured mean op times per stage.
+    stretto::sim::table_costs costs;
+    for (std::int32_t s = 0; s < stages; ++s) {
+      const double bw = sums.mean(s, stretto::op_kind::backward);
+      costs.forward.push_back(sums.mean(s, stretto::op_kind::forward));
+      costs.backward_input.push_back(bw > 0 ? bw : sums.mean(s, stretto::op_kind::backward_input));
+      costs.backward_weight.push_back(bw > 0 ? 0.0 : sums.mean(s, stretto::op_kind::backward_weight));
+    }
+    const double simulated_bubble = stretto::sim::simulate(plan, costs).metrics.bubble_rate;
+    std::printf("epoch %d/%d  loss %.4f  test accuracy %.4f  %.0f samples/s  bubble rate measured %.3f simulated %.3f\n",
+                epoch, opt.epochs, totals[0] / static_cast<double>(steps), totals[1] / static_cast<double>(test_size),
+                static_cast<double>(steps * opt.batch_size) / epoch_seconds, measured_bubble, simulated_bubble);
+    std::fflush(stdout);
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  MPI_Init(&argc, &argv);
+  int rank = 0, size = 1;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+
+  options opt;
+  CLI::App app{"Trains an MLP on Fashion-MNIST, pipeline-parallel over the MPI ranks (one stage per rank)."};
+  app.add_option("--schedule", opt.schedule, "schedule policy: " + stretto::policies::policy_names())
+      ->capture_default_str();
+  app.add_option("--microbatches", opt.microbatches, "microbatches per step (m)")->capture_default_str();
+  app.add_option("--batch-size", opt.batch_size, "samples per step (global batch), a multiple of m")
+      ->capture_default_str();
+  app.add_option("--epochs", opt.epochs, "passes over the training set")->capture_default_str();
+  app.add_option("--lr", opt.lr, "SGD learning rate")->capture_default_str();
+  app.add_option("--momentum", opt.momentum, "SGD momentum")->capture_default_str();
+  app.add_option("--seed", opt.seed, "seed of the initial weights and the shuffling")->capture_default_str();
+  app.add_option("--data", opt.data, "directory of the Fashion-MNIST .gz files")->capture_default_str();
+  app.add_option("--train-samples", opt.train_samples, "train on the first N shuffled samples only (0: all)")
+      ->capture_default_str();
+  app.add_option("--hidden", opt.hidden, "hidden layer widths, comma-separated")->capture_default_str();
+  app.add_option("--timeout", opt.timeout, "seconds a rank may wait for one message before the job aborts")
+      ->capture_default_str();
+
+  int rc = 0;
+  std::string error;
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp&) {
+    if (rank == 0) std::printf("%s", app.help().c_str());
+    MPI_Finalize();
+    return 0;
+  } catch (const CLI::ParseError& e) {
+    error = e.what();
+  }
+  if (error.empty()) {
+    Kokkos::ScopeGuard kokkos(argc, argv);
+    try {
+      rc = train(opt, rank, size);
+    } catch (const usage_error& e) {
+      error = e.what;
+    } catch (const stretto::shape_error& e) {
+      error = e.what();
+    } catch (const stretto::argument_error& e) {
+      error = e.what();
+    } catch (const std::exception& e) {
+      // Not detected identically on every rank: report it and take the job down, so no rank hangs.
+      std::fprintf(stderr, "fashion_mnist: error on rank %d: %s\n", rank, e.what());
+      std::fflush(stderr);
+      MPI_Abort(MPI_COMM_WORLD, 1);
+    }
+  }
+  if (!error.empty()) {
+    if (rank == 0) std::fprintf(stderr, "fashion_mnist: error: %s\n", error.c_str());
+    rc = 2;
+  }
+  MPI_Finalize();
+  return rc;
+}

@@ -1,0 +1,322 @@
+#pragma once
+/**
+@file
+@brief A multilayer perceptron cut into pipeline stages, as a `stretto::kokkos::stage_model`.
+
+Used by the Fashion-MNIST demo and by the gradient-equivalence tests. Dense layers run on
+`KokkosBlas::gemm`; bias, ReLU and the softmax cross-entropy run as Kokkos kernels.
+
+**Shapes.** `widths = {w0, w1, ..., wL}` gives L dense layers; layer l maps `[rows, w_l]` to
+`[rows, w_{l+1}]` as y = x·Wᵀ + b, with ReLU after every layer but the last. Weights are
+`W_l: [w_{l+1}, w_l]`, biases `b_l: [w_{l+1}]`. Stage s of S holds layers
+[⌊s·L/S⌋, ⌊(s+1)·L/S⌋), so every stage has at least one layer when L ≥ S.
+
+**Determinism.** Layer l is initialised from `seed` and l alone (He-uniform), so every partition
+of the same network starts from the same weights: a pipelined run and a sequential run are
+comparable bit for bit up to summation order.
+*/
+
+#include <Kokkos_Core.hpp>
+#include <KokkosBlas3_gemm.hpp>
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <stretto/detail/text.hpp>
+#include <stretto/kokkos/executor.hpp>
+
+namespace stretto::examples {
+
+template <class Scalar = double>
+class mlp_model {
+ public:
+  using matrix_type = stretto::kokkos::matrix<Scalar>;
+  using vector_type = Kokkos::View<Scalar*, typename matrix_type::memory_space>;
+  using label_view = Kokkos::View<std::int32_t*, typename matrix_type::memory_space>;
+
+  /**
+  @brief Creates the layers of the stages in `local_stages` (of `num_stages` in all).
+  @throws std::invalid_argument if there are fewer layers than stages, naming both counts.
+  */
+  mlp_model(std::vector<std::int64_t> widths, std::int32_t num_stages, std::vector<std::int32_t> local_stages,
+            std::uint64_t seed)
+      : widths_(std::move(widths)), num_stages_(num_stages) {
+    const auto num_layers = static_cast<std::int32_t>(widths_.size()) - 1;
+    if (num_layers < num_stages)
+      throw std::invalid_argument(stretto::detail::cat(
+          "the model has ", num_layers, " layers but the pipeline has ", num_stages,
+          " stages; every stage needs at least one layer, so use at most ", num_layers, " stages"));
+    layers_.resize(static_cast<std::size_t>(num_layers));
+    for (std::int32_t s : local_stages)
+      for (std::int32_t l = first_layer(s); l < first_layer(s + 1); ++l) init_layer(l, seed);
+    saved_.resize(static_cast<std::size_t>(num_stages));
+  }
+
+  std::int32_t num_layers() const noexcept { return static_cast<std::int32_t>(layers_.size()); }
+  /** @brief The first layer of stage `s`; `first_layer(S)` is the number of layers. */
+  std::int32_t first_layer(std::int32_t s) const noexcept {
+    return static_cast<std::int32_t>((static_cast<std::int64_t>(s) * num_layers()) / num_stages_);
+  }
+
+  // ---- the batch of the current step ---------------------------------------------------------
+  /**
+  @brief Sets the current step's batch of `batch` samples: `inputs` `[batch, w0]` (needed on stage
+  0's rank only, may be empty elsewhere) and `labels` `[batch]` (last stage's rank only), cut into
+  `num_microbatches` contiguous microbatches whose sizes differ by at most one, and the number of
+  samples the loss is averaged over (the global batch, so that loss scaling happens once).
+  */
+  void set_batch(matrix_type inputs, label_view labels, std::int64_t batch, std::int32_t num_microbatches,
+                 std::int64_t loss_denominator) {
+    inputs_ = inputs;
+    labels_ = labels;
+    offsets_.assign(static_cast<std::size_t>(num_microbatches) + 1, 0);
+    for (std::int32_t j = 0; j < num_microbatches; ++j)
+      offsets_[static_cast<std::size_t>(j) + 1] =
+          offsets_[static_cast<std::size_t>(j)] + batch / num_microbatches + (j < batch % num_microbatches ? 1 : 0);
+    loss_denominator_ = static_cast<Scalar>(loss_denominator);
+    correct_.assign(static_cast<std::size_t>(num_microbatches), 0);
+  }
+  /** @brief Whether F keeps what the backward needs (true while training). */
+  void set_training(bool training) noexcept { training_ = training; }
+
+  // ---- stretto::kokkos::stage_model ----------------------------------------------------------
+  std::int64_t input_features(std::int32_t s) const { return widths_[static_cast<std::size_t>(first_layer(s))]; }
+  std::int64_t output_features(std::int32_t s) const {
+    return widths_[static_cast<std::size_t>(first_layer(s + 1))];
+  }
+  std::int64_t microbatch_rows(std::int32_t mb) const { return end_row(mb) - begin_row(mb); }
+
+  matrix_type input(std::int32_t mb) const {
+    return Kokkos::subview(inputs_, Kokkos::make_pair(begin_row(mb), end_row(mb)), Kokkos::ALL);
+  }
+
+  void forward(std::int32_t s, std::int32_t mb, const matrix_type& x, const matrix_type& y) {
+    std::vector<matrix_type> acts{x};
+    const std::int32_t last = first_layer(s + 1) - 1;
+    for (std::int32_t l = first_layer(s); l <= last; ++l) {
+      matrix_type out = l == last ? y : allocate("mlp::activation", x.extent(0), widths_[static_cast<std::size_t>(l) + 1]);
+      dense_forward(l, acts.back(), out);
+      acts.push_back(out);
+    }
+    if (training_) saved_[static_cast<std::size_t>(s)][mb].acts = std::move(acts);
+  }
+
+  /** @brief Softmax cross-entropy of microbatch `mb`; writes d loss / d logits; returns the loss. */
+  double loss(std::int32_t mb, const matrix_type& logits, const matrix_type& gradient) {
+    const auto labels = Kokkos::subview(labels_, Kokkos::make_pair(begin_row(mb), end_row(mb)));
+    const Scalar scale = Scalar(1) / loss_denominator_;
+    const auto classes = static_cast<std::int64_t>(logits.extent(1));
+    double total = 0.0;
+    Kokkos::parallel_reduce(
+        "mlp::softmax_cross_entropy", logits.extent(0),
+        KOKKOS_LAMBDA(const std::size_t i, double& sum) {
+          Scalar top = logits(i, 0);
+          for (std::int64_t c = 1; c < classes; ++c) top = logits(i, c) > top ? logits(i, c) : top;
+          Scalar z = 0;
+          for (std::int64_t c = 0; c < classes; ++c) z += std::exp(logits(i, c) - top);
+          const std::int32_t label = labels(i);
+          for (std::int64_t c = 0; c < classes; ++c)
+            gradient(i, c) = (std::exp(logits(i, c) - top) / z - (c == label ? Scalar(1) : Scalar(0))) * scale;
+          sum += static_cast<double>((std::log(z) + top - logits(i, label)) * scale);
+        },
+        total);
+    return total;
+  }
+
+  /** @brief Inference: counts the correct predictions of microbatch `mb` (see `correct()`). */
+  void output(std::int32_t mb, const matrix_type& logits) {
+    const auto labels = Kokkos::subview(labels_, Kokkos::make_pair(begin_row(mb), end_row(mb)));
+    const auto classes = static_cast<std::int64_t>(logits.extent(1));
+    std::int64_t correct = 0;
+    Kokkos::parallel_reduce(
+        "mlp::accuracy", logits.extent(0),
+        KOKKOS_LAMBDA(const std::size_t i, std::int64_t& hits) {
+          std::int64_t arg = 0;
+          for (std::int64_t c = 1; c < classes; ++c)
+            if (logits(i, c) > logits(i, arg)) arg = c;
+          hits += arg == labels(i) ? 1 : 0;
+        },
+        correct);
+    correct_[static_cast<std::size_t>(mb)] = correct;
+  }
+
+  /** @brief Correct predictions in the current batch so far (last stage only). */
+  std::int64_t correct() const {
+    std::int64_t n = 0;
+    for (auto c : correct_) n += c;
+    return n;
+  }
+
+  void backward_input(std::int32_t s, std::int32_t mb, const matrix_type& dy, const matrix_type& dx) {
+    auto& state = saved_state(s, mb);
+    const std::int32_t first = first_layer(s);
+    const std::int32_t last = first_layer(s + 1) - 1;
+    state.dz.assign(static_cast<std::size_t>(last - first + 1), matrix_type());
+    matrix_type g = dy;
+    for (std::int32_t l = last; l >= first; --l) {
+      const auto k = static_cast<std::size_t>(l - first);
+      matrix_type dz = g;
+      if (has_relu(l)) {  // dz = g ⊙ [y > 0], with y this layer's output
+        dz = allocate("mlp::dz", g.extent(0), g.extent(1));
+        const matrix_type y = state.acts[k + 1];
+        Kokkos::parallel_for(
+            "mlp::relu_backward", Kokkos::MDRangePolicy<Kokkos::Rank<2>>({0, 0}, {g.extent(0), g.extent(1)}),
+            KOKKOS_LAMBDA(const std::size_t i, const std::size_t j) { dz(i, j) = y(i, j) > 0 ? g(i, j) : Scalar(0); });
+      }
+      state.dz[k] = dz;
+      if (l > first) {
+        g = allocate("mlp::dx", dz.extent(0), widths_[static_cast<std::size_t>(l)]);
+        KokkosBlas::gemm("N", "N", Scalar(1), dz, layer(l).weight, Scalar(0), g);
+      } else if (dx.extent(0) > 0) {
+        KokkosBlas::gemm("N", "N", Scalar(1), dz, layer(l).weight, Scalar(0), dx);
+      }
+    }
+  }
+
+  void backward_weight(std::int32_t s, std::int32_t mb) {
+    auto& state = saved_state(s, mb);
+    const std::int32_t first = first_layer(s);
+    for (std::int32_t l = first; l < first_layer(s + 1); ++l) {
+      const auto k = static_cast<std::size_t>(l - first);
+      auto& ly = layer(l);
+      const matrix_type dz = state.dz.at(k);
+      KokkosBlas::gemm("T", "N", Scalar(1), dz, state.acts[k], Scalar(1), ly.weight_grad);
+      const vector_type db = ly.bias_grad;
+      const auto rows = static_cast<std::int64_t>(dz.extent(0));
+      Kokkos::parallel_for(
+          "mlp::bias_grad", dz.extent(1), KOKKOS_LAMBDA(const std::size_t j) {
+            Scalar sum = 0;
+            for (std::int64_t i = 0; i < rows; ++i) sum += dz(i, j);
+            db(j) += sum;
+          });
+    }
+    saved_[static_cast<std::size_t>(s)].erase(mb);
+  }
+
+  // ---- optimizer -------------------------------------------------------------------------------
+  /** @brief SGD with momentum on the local layers, then zeroes the gradients. */
+  void apply_gradients(Scalar learning_rate, Scalar momentum) {
+    for (auto& ly : layers_) {
+      if (!ly.weight.data()) continue;
+      update(ly.weight, ly.weight_grad, ly.weight_velocity, learning_rate, momentum);
+      update(ly.bias, ly.bias_grad, ly.bias_velocity, learning_rate, momentum);
+    }
+  }
+
+  /** @brief Layer `l`'s weights and bias copied to the host, flattened (empty if not local). */
+  std::vector<Scalar> parameters(std::int32_t l) const {
+    const auto& ly = layers_[static_cast<std::size_t>(l)];
+    std::vector<Scalar> out;
+    if (!ly.weight.data()) return out;
+    auto w = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), ly.weight);
+    auto b = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), ly.bias);
+    for (std::size_t i = 0; i < w.extent(0); ++i)
+      for (std::size_t j = 0; j < w.extent(1); ++j) out.push_back(w(i, j));
+    for (std::size_t i = 0; i < b.extent(0); ++i) out.push_back(b(i));
+    return out;
+  }
+
+  /** @brief Microbatches whose saved state is still held (for memory checks). */
+  std::size_t held_microbatches() const {
+    std::size_t n = 0;
+    for (const auto& m : saved_) n += m.size();
+    return n;
+  }
+
+ private:
+  struct dense_layer {
+    matrix_type weight, weight_grad, weight_velocity;  // [out, in]
+    vector_type bias, bias_grad, bias_velocity;        // [out]
+  };
+  struct microbatch_state {
+    std::vector<matrix_type> acts;  // the stage's input, then each layer's output
+    std::vector<matrix_type> dz;    // per layer, d loss / d pre-activation (set by B, read by W)
+  };
+
+  static matrix_type allocate(const char* label, std::size_t rows, std::int64_t cols) {
+    return matrix_type(Kokkos::view_alloc(Kokkos::WithoutInitializing, std::string(label)), rows,
+                       static_cast<std::size_t>(cols));
+  }
+
+  std::int64_t begin_row(std::int32_t mb) const { return offsets_.at(static_cast<std::size_t>(mb)); }
+  std::int64_t end_row(std::int32_t mb) const { return offsets_.at(static_cast<std::size_t>(mb) + 1); }
+
+  bool has_relu(std::int32_t l) const noexcept { return l + 1 < num_layers(); }
+  dense_layer& layer(std::int32_t l) { return layers_[static_cast<std::size_t>(l)]; }
+
+  microbatch_state& saved_state(std::int32_t s, std::int32_t mb) {
+    auto& per_stage = saved_[static_cast<std::size_t>(s)];
+    auto it = per_stage.find(mb);
+    if (it == per_stage.end())
+      throw std::logic_error(stretto::detail::cat("mlp_model: backward of stage ", s, ", mb ", mb,
+                                                  " without a saved forward"));
+    return it->second;
+  }
+
+  void init_layer(std::int32_t l, std::uint64_t seed) {
+    const auto in = widths_[static_cast<std::size_t>(l)];
+    const auto out = widths_[static_cast<std::size_t>(l) + 1];
+    auto& ly = layer(l);
+    ly.weight = matrix_type("mlp::weight", out, in);
+    ly.weight_grad = matrix_type("mlp::weight_grad", out, in);
+    ly.weight_velocity = matrix_type("mlp::weight_velocity", out, in);
+    ly.bias = vector_type("mlp::bias", out);
+    ly.bias_grad = vector_type("mlp::bias_grad", out);
+    ly.bias_velocity = vector_type("mlp::bias_velocity", out);
+    std::mt19937_64 engine(seed * 1000003ULL + static_cast<std::uint64_t>(l));
+    const double bound = std::sqrt(6.0 / static_cast<double>(in));  // He-uniform
+    std::uniform_real_distribution<double> uniform(-bound, bound);
+    auto host = Kokkos::create_mirror_view(ly.weight);
+    for (std::int64_t i = 0; i < out; ++i)
+      for (std::int64_t j = 0; j < in; ++j) host(i, j) = static_cast<Scalar>(uniform(engine));
+    Kokkos::deep_copy(ly.weight, host);
+  }
+
+  void dense_forward(std::int32_t l, const matrix_type& x, const matrix_type& y) {
+    auto& ly = layer(l);
+    KokkosBlas::gemm("N", "T", Scalar(1), x, ly.weight, Scalar(0), y);
+    const vector_type b = ly.bias;
+    const bool relu = has_relu(l);
+    Kokkos::parallel_for(
+        "mlp::bias_relu", Kokkos::MDRangePolicy<Kokkos::Rank<2>>({0, 0}, {y.extent(0), y.extent(1)}),
+        KOKKOS_LAMBDA(const std::size_t i, const std::size_t j) {
+          const Scalar z = y(i, j) + b(j);
+          y(i, j) = relu && z < 0 ? Scalar(0) : z;
+        });
+  }
+
+  template <class View>
+  static void update(const View& param, const View& grad, const View& velocity, Scalar lr, Scalar mu) {
+    const auto p = param;
+    const auto g = grad;
+    const auto v = velocity;
+    Kokkos::parallel_for(
+        "mlp::sgd_momentum", p.size(), KOKKOS_LAMBDA(const std::size_t i) {
+          Scalar* pp = p.data();
+          Scalar* gg = g.data();
+          Scalar* vv = v.data();
+          vv[i] = mu * vv[i] + gg[i];
+          pp[i] -= lr * vv[i];
+          gg[i] = 0;
+        });
+  }
+
+  std::vector<std::int64_t> widths_;
+  std::int32_t num_stages_;
+  std::vector<dense_layer> layers_;                            // all layers; only local ones allocated
+  std::vector<std::map<std::int32_t, microbatch_state>> saved_;  // [stage][mb]
+  matrix_type inputs_;
+  label_view labels_;
+  std::vector<std::int64_t> offsets_;  // microbatch j is rows [offsets_[j], offsets_[j+1]) of the batch
+  Scalar loss_denominator_{1};
+  std::vector<std::int64_t> correct_;
+  bool training_{true};
+};
+
+}  // namespace stretto::examples
