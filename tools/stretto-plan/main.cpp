@@ -1,0 +1,225 @@
+/**
+@file
+@brief `stretto-plan`: generates, validates and simulates a pipeline schedule chosen by name.
+
+@code
+stretto-plan list
+stretto-plan simulate --schedule zb-h1 --ranks 4 --microbatches 8 \
+    --t-forward 1 --t-backward 1 --t-weight 1 --t-comm 0 --format json
+@endcode
+
+**Errors.** Every bad argument, whether CLI11 or Stretto finds it, ends the program with exactly
+one line on stderr, `stretto-plan: error: <rule broken and what is valid>`, and exit status 2.
+An internal failure (an invalid generated schedule, memory exhausted) prints one such line and
+exits with status 1. `--help` prints the usage on stdout and exits with status 0.
+*/
+
+#include <charconv>
+#include <cstdint>
+#include <exception>
+#include <iostream>
+#include <limits>
+#include <new>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <utility>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+#include <stretto/core/errors.hpp>
+#include <stretto/policies/registry.hpp>
+
+#include "plan.hpp"
+
+namespace {
+
+constexpr int exit_bad_argument = 2;
+constexpr int exit_internal_error = 1;
+
+/** @brief Writes `message` to stderr as the one line `stretto-plan: error: <message>`. */
+int fail(std::string_view message, int status) {
+  std::string line(message);
+  for (char& c : line)
+    if (c == '\n' || c == '\r') c = ' ';
+  while (!line.empty() && line.back() == ' ') line.pop_back();
+  std::cerr << "stretto-plan: error: " << line << '\n';
+  return status;
+}
+
+/**
+@brief Returns the base-10 integer `text`, which must fill the whole string.
+@throws stretto::argument_error naming `option` unless `text` is an integer in [1, INT32_MAX].
+Parsed here rather than by CLI11, which reads "010" as octal.
+*/
+std::int32_t parse_count(std::string_view option, const std::string& text) {
+  std::int32_t value = 0;
+  const char* end = text.data() + text.size();
+  const auto [stop, error] = std::from_chars(text.data(), end, value);
+  if (error != std::errc{} || stop != end || value < 1)
+    throw stretto::argument_error(std::string(option) + " must be an integer from 1 to " +
+                                  std::to_string(std::numeric_limits<std::int32_t>::max()) + " (got '" +
+                                  text + "')");
+  return value;
+}
+
+/**
+@brief Returns the decimal number `text` (e.g. "18.522", "+1", "1e-3"), which must fill the whole
+string.
+@throws stretto::argument_error naming `option` unless `text` is a finite number ≥ 0.
+Parsed here rather than by CLI11, which goes through `long double` and can round differently.
+*/
+double parse_amount(std::string_view option, const std::string& text) {
+  double value = 0.0;
+  const char* begin = text.data() + (text.size() > 1 && text.front() == '+' ? 1 : 0);
+  const char* end = text.data() + text.size();
+  const auto [stop, error] = std::from_chars(begin, end, value);
+  if (error != std::errc{} || stop != end || !(value >= 0.0) ||
+      value > std::numeric_limits<double>::max())
+    throw stretto::argument_error(std::string(option) + " must be a finite number >= 0 (got '" + text +
+                                  "')");
+  return value == 0.0 ? 0.0 : value;  // "-0" reads as -0.0; report it as 0
+}
+
+/** @brief The `simulate` options exactly as typed; converted by `to_request`. */
+struct simulate_arguments {
+  std::string schedule;
+  std::string ranks;
+  std::string microbatches;
+  std::string chunks{"1"};
+  std::string t_forward;
+  std::string t_backward;
+  std::string t_weight;
+  std::string t_comm;
+  std::string activation_memory{"1"};
+  std::string weight_memory{"0.5"};
+  std::string format{"table"};
+};
+
+/** @brief Converts the typed options. @throws stretto::argument_error for a malformed number. */
+stretto_plan::simulate_request to_request(const simulate_arguments& args) {
+  stretto_plan::simulate_request request;
+  request.schedule_name = args.schedule;
+  request.shape.num_ranks = parse_count("--ranks", args.ranks);
+  request.shape.num_microbatches = parse_count("--microbatches", args.microbatches);
+  request.shape.num_chunks = parse_count("--chunks", args.chunks);
+  request.costs.t_forward = parse_amount("--t-forward", args.t_forward);
+  request.costs.t_backward_input = parse_amount("--t-backward", args.t_backward);
+  request.costs.t_backward_weight = parse_amount("--t-weight", args.t_weight);
+  request.costs.t_comm = parse_amount("--t-comm", args.t_comm);
+  request.costs.activation_memory = parse_amount("--activation-memory", args.activation_memory);
+  request.costs.weight_gradient_memory = parse_amount("--weight-memory", args.weight_memory);
+  request.format = args.format;
+  return request;
+}
+
+/** @brief Declares the `simulate` options of `command`, bound to `args`. */
+void add_simulate_options(CLI::App& command, simulate_arguments& args) {
+  command.add_option("--schedule", args.schedule,
+                     "Schedule policy: one of " + stretto::policies::policy_names() + " (see 'stretto-plan list')")
+      ->required()
+      ->type_name("NAME");
+  command.add_option("--ranks", args.ranks, "Pipeline ranks p (>= 1)")->required()->type_name("P");
+  command.add_option("--microbatches", args.microbatches, "Microbatches m per optimizer step (>= 1)")
+      ->required()
+      ->type_name("M");
+  command.add_option("--chunks", args.chunks, "Chunks v (virtual stages) per rank (>= 1)")
+      ->capture_default_str()
+      ->type_name("V");
+  command.add_option("--t-forward", args.t_forward, "T_F: forward time of one microbatch on one rank (>= 0)")
+      ->required()
+      ->type_name("TF");
+  command
+      .add_option("--t-backward", args.t_backward,
+                  "T_B: input-gradient backward time (>= 0); a fused BW takes T_B + T_W")
+      ->required()
+      ->type_name("TB");
+  command.add_option("--t-weight", args.t_weight, "T_W: weight-gradient backward time (>= 0)")
+      ->required()
+      ->type_name("TW");
+  command.add_option("--t-comm", args.t_comm, "T_comm: delay of each message between ranks (>= 0)")
+      ->required()
+      ->type_name("TC");
+  command
+      .add_option("--activation-memory", args.activation_memory,
+                  "M_B: activation memory one F keeps until its backward (>= 0)")
+      ->capture_default_str()
+      ->type_name("MB");
+  command
+      .add_option("--weight-memory", args.weight_memory,
+                  "M_W: part of M_B that B keeps until W runs (0 <= M_W <= M_B)")
+      ->capture_default_str()
+      ->type_name("MW");
+  command.add_option("--format", args.format, "Report format: table or json")
+      ->capture_default_str()
+      ->type_name("{table,json}");
+}
+
+/** @brief Runs `stretto-plan simulate`; returns the exit status. */
+int run_simulate(const simulate_arguments& args) {
+  const stretto_plan::simulate_request request = to_request(args);
+  const stretto_plan::output_format format = stretto_plan::check_request(request);
+  const stretto_plan::simulate_result result = stretto_plan::run_simulation(request);
+  if (format == stretto_plan::output_format::json)
+    stretto_plan::write_json(std::cout, request, result);
+  else
+    stretto_plan::write_table(std::cout, request, result);
+  return std::cout.flush() ? 0 : exit_internal_error;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"Stretto's planner: generates, validates and simulates a pipeline-parallel schedule.",
+               "stretto-plan"};
+  app.require_subcommand(1);
+  app.footer("Exit status: 0 on success, 2 for a bad argument, 1 for an internal error.");
+
+  CLI::App* list = app.add_subcommand("list", "List the schedule policies: name, placement, summary");
+  CLI::App* simulate = app.add_subcommand(
+      "simulate", "Simulate one optimizer step; report span, bubble rate, busy time and peak memory per rank");
+  simulate->footer(
+      "Times may be in any one consistent unit (ms, us, ...); span, busy and idle are reported in it.\n"
+      "Memory is in units of M_B. Ops run in list order once their inputs arrive; messages overlap compute.\n"
+      "Exit status: 0 on success, 2 for a bad argument, 1 for an internal error.");
+  simulate_arguments args;
+  add_simulate_options(*simulate, args);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == static_cast<int>(CLI::ExitCodes::Success)) return app.exit(e);  // --help
+    if (!list->parsed() && !simulate->parsed()) {
+      std::string commands;
+      for (const CLI::App* command : std::as_const(app).get_subcommands([](const CLI::App*) { return true; }))
+        commands += (commands.empty() ? "" : ", ") + command->get_name();
+      const std::vector<std::string> rest = app.remaining();
+      return fail("expected a command, one of: " + commands +
+                      (rest.empty() ? std::string() : " (got '" + rest.front() + "')") +
+                      "; run 'stretto-plan --help' for usage",
+                  exit_bad_argument);
+    }
+    return fail(std::string(e.what()) + "; run 'stretto-plan " + (simulate->parsed() ? "simulate " : "") +
+                    "--help' for usage",
+                exit_bad_argument);
+  }
+
+  try {
+    if (list->parsed()) {
+      stretto_plan::write_policy_list(std::cout);
+      return std::cout.flush() ? 0 : exit_internal_error;
+    }
+    return run_simulate(args);
+  } catch (const stretto::validation_error& e) {
+    return fail(std::string("internal: the generated schedule is invalid: ") + e.what(), exit_internal_error);
+  } catch (const stretto::argument_error& e) {
+    return fail(e.what(), exit_bad_argument);
+  } catch (const stretto::shape_error& e) {
+    return fail(e.what(), exit_bad_argument);
+  } catch (const std::bad_alloc&) {
+    return fail("internal: out of memory; try fewer ranks, chunks or microbatches", exit_internal_error);
+  } catch (const std::exception& e) {
+    return fail(std::string("internal: ") + e.what(), exit_internal_error);
+  }
+}

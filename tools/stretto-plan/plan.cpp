@@ -1,0 +1,165 @@
+#include "plan.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <iomanip>
+#include <ostream>
+#include <sstream>
+#include <string_view>
+
+#include <nlohmann/json.hpp>
+
+#include <stretto/core/errors.hpp>
+#include <stretto/core/schedule.hpp>
+
+namespace stretto_plan {
+
+namespace {
+
+/** @brief Returns `value` in the shortest general form with 6 significant digits, e.g. "27", "0.5". */
+std::string format_number(double value) {
+  std::ostringstream text;
+  text << std::setprecision(6) << value;
+  return text.str();
+}
+
+/** @brief Returns `value` with exactly `decimals` digits after the point, e.g. "0.1111". */
+std::string format_fixed(double value, int decimals) {
+  std::ostringstream text;
+  text << std::fixed << std::setprecision(decimals) << value;
+  return text.str();
+}
+
+void require_at_least_one(std::string_view option, std::int32_t value) {
+  if (value < 1)
+    throw stretto::argument_error(std::string(option) + " must be an integer of at least 1 (got " +
+                                  std::to_string(value) + ")");
+}
+
+void require_non_negative(std::string_view option, double value) {
+  if (!std::isfinite(value) || value < 0.0)
+    throw stretto::argument_error(std::string(option) + " must be a finite number >= 0 (got " +
+                                  format_number(value) + ")");
+}
+
+}  // namespace
+
+output_format check_request(const simulate_request& request) {
+  const stretto::policies::policy_info& policy = stretto::policies::find_policy(request.schedule_name);
+
+  const stretto::pipeline_shape& shape = request.shape;
+  require_at_least_one("--ranks", shape.num_ranks);
+  require_at_least_one("--microbatches", shape.num_microbatches);
+  require_at_least_one("--chunks", shape.num_chunks);
+  // In double: the int32 product can overflow, and only the comparison matters.
+  const double pairs = static_cast<double>(shape.num_ranks) * static_cast<double>(shape.num_chunks) *
+                       static_cast<double>(shape.num_microbatches);
+  if (pairs > static_cast<double>(max_stage_microbatch_pairs))
+    throw stretto::argument_error(
+        "ranks x chunks x microbatches must be at most " + std::to_string(max_stage_microbatch_pairs) +
+        " (got " + std::to_string(shape.num_ranks) + " x " + std::to_string(shape.num_chunks) + " x " +
+        std::to_string(shape.num_microbatches) + "); every (stage, microbatch) pair is simulated");
+
+  const stretto::sim::uniform_costs& costs = request.costs;
+  require_non_negative("--t-forward", costs.t_forward);
+  require_non_negative("--t-backward", costs.t_backward_input);
+  require_non_negative("--t-weight", costs.t_backward_weight);
+  require_non_negative("--t-comm", costs.t_comm);
+  require_non_negative("--activation-memory", costs.activation_memory);
+  require_non_negative("--weight-memory", costs.weight_gradient_memory);
+  if (costs.weight_gradient_memory > costs.activation_memory)
+    throw stretto::argument_error("--weight-memory (M_W = " + format_number(costs.weight_gradient_memory) +
+                                  ") must not exceed --activation-memory (M_B = " +
+                                  format_number(costs.activation_memory) +
+                                  "): W keeps part of what F stored");
+  costs.check();  // the cost model's own rules; the checks above are stricter and name the option
+
+  output_format format{};
+  if (request.format == "table")
+    format = output_format::table;
+  else if (request.format == "json")
+    format = output_format::json;
+  else
+    throw stretto::argument_error("--format must be table or json (got '" + request.format + "')");
+
+  if (std::string problem = policy.check(shape); !problem.empty()) throw stretto::shape_error(problem);
+  return format;
+}
+
+simulate_result run_simulation(const simulate_request& request) {
+  simulate_result result;
+  result.policy = &stretto::policies::find_policy(request.schedule_name);
+  const stretto::schedule schedule = stretto::policies::make_schedule(request.schedule_name, request.shape);
+  result.run = stretto::sim::simulate(schedule, request.costs);  // validates first
+  result.ops_per_rank.reserve(static_cast<std::size_t>(schedule.num_ranks()));
+  for (std::int32_t r = 0; r < schedule.num_ranks(); ++r) result.ops_per_rank.push_back(schedule.ops(r).size());
+  return result;
+}
+
+void write_table(std::ostream& out, const simulate_request& request, const simulate_result& result) {
+  const stretto::pipeline_shape& shape = request.shape;
+  const stretto::sim::uniform_costs& costs = request.costs;
+  const stretto::sim::timeline_metrics& metrics = result.run.metrics;
+  const auto label = [&out](std::string_view name) -> std::ostream& {
+    return out << std::left << std::setw(17) << name << std::right;
+  };
+
+  label("schedule") << result.policy->name << "  (" << result.policy->summary << ")\n";
+  label("shape") << shape.num_ranks << " ranks, " << shape.num_microbatches << " microbatches, "
+                 << shape.num_chunks << (shape.num_chunks == 1 ? " chunk" : " chunks") << " per rank ("
+                 << stretto::to_string(result.policy->placement) << " placement)\n";
+  label("times") << "T_F " << format_number(costs.t_forward) << ", T_B " << format_number(costs.t_backward_input)
+                 << ", T_W " << format_number(costs.t_backward_weight) << " (fused BW "
+                 << format_number(costs.t_backward_input + costs.t_backward_weight) << "), T_comm "
+                 << format_number(costs.t_comm) << "\n";
+  label("memory") << "M_B " << format_number(costs.activation_memory) << ", M_W "
+                  << format_number(costs.weight_gradient_memory) << "\n";
+  label("span") << format_number(metrics.span) << "\n";
+  label("bubble rate") << format_fixed(metrics.bubble_rate, 4) << "  (idle / (ranks x span))\n";
+  label("bubble overhead") << format_fixed(metrics.bubble_overhead, 4) << "  (idle / busy)\n";
+  out << "\n";
+
+  out << std::setw(6) << "rank" << std::setw(10) << "ops" << std::setw(14) << "busy" << std::setw(14) << "idle"
+      << std::setw(20) << "peak memory (M_B)" << "\n";
+  for (std::size_t r = 0; r < result.ops_per_rank.size(); ++r) {
+    const double busy = metrics.busy[r];
+    out << std::setw(6) << r << std::setw(10) << result.ops_per_rank[r] << std::setw(14) << format_number(busy)
+        << std::setw(14) << format_number(metrics.span - busy) << std::setw(20)
+        << format_number(result.run.peak_memory[r]) << "\n";
+  }
+}
+
+void write_json(std::ostream& out, const simulate_request& request, const simulate_result& result) {
+  const stretto::sim::uniform_costs& costs = request.costs;
+  const stretto::sim::timeline_metrics& metrics = result.run.metrics;
+  nlohmann::ordered_json report;
+  report["schedule"] = std::string(result.policy->name);
+  report["ranks"] = request.shape.num_ranks;
+  report["microbatches"] = request.shape.num_microbatches;
+  report["chunks"] = request.shape.num_chunks;
+  report["costs"] = {
+      {"t_forward", costs.t_forward},
+      {"t_backward", costs.t_backward_input},
+      {"t_weight", costs.t_backward_weight},
+      {"t_comm", costs.t_comm},
+      {"activation_memory", costs.activation_memory},
+      {"weight_memory", costs.weight_gradient_memory},
+  };
+  report["span"] = metrics.span;
+  report["bubble_rate"] = metrics.bubble_rate;
+  report["bubble_overhead"] = metrics.bubble_overhead;
+  report["peak_memory"] = result.run.peak_memory;
+  report["busy"] = metrics.busy;
+  report["ops_per_rank"] = result.ops_per_rank;
+  out << report.dump(2) << "\n";
+}
+
+void write_policy_list(std::ostream& out) {
+  std::size_t width = 0;
+  for (const auto& policy : stretto::policies::all_policies) width = std::max(width, policy.name.size());
+  for (const auto& policy : stretto::policies::all_policies)
+    out << std::left << std::setw(static_cast<int>(width + 2)) << policy.name << std::setw(10)
+        << stretto::to_string(policy.placement) << std::right << policy.summary << "\n";
+}
+
+}  // namespace stretto_plan

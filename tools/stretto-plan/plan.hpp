@@ -1,0 +1,85 @@
+#pragma once
+/**
+@file
+@brief The work behind `stretto-plan simulate`: check the request, generate, validate and simulate
+the schedule, and write the report as a table or as JSON. Kept apart from the command line so
+that `main.cpp` only parses arguments and maps exceptions to exit codes.
+*/
+
+#include <cstddef>
+#include <cstdint>
+#include <iosfwd>
+#include <string>
+#include <vector>
+
+#include <stretto/policies/registry.hpp>
+#include <stretto/sim/cost_model.hpp>
+#include <stretto/sim/simulator.hpp>
+
+namespace stretto_plan {
+
+/** @brief How `simulate` writes its report. */
+enum class output_format : std::uint8_t { table, json };
+
+/**
+@brief Everything `stretto-plan simulate` was asked for, as parsed from the command line.
+
+**Units.** Times are in any one consistent unit (the report uses the same unit); memory is in
+units of M_B (`costs.activation_memory` is M_B itself, 1 by default).
+*/
+struct simulate_request {
+  std::string schedule_name;          ///< a name from `stretto::policies::all_policies`
+  stretto::pipeline_shape shape{};    ///< p, m, v as given
+  stretto::sim::uniform_costs costs;  ///< T_F, T_B, T_W, T_comm, M_B, M_W as given
+  std::string format{"table"};        ///< "table" or "json"
+};
+
+/**
+@brief The largest number of (stage, microbatch) pairs, p·v·m, that `simulate` accepts.
+
+The generator, validator and simulator each hold a few dozen bytes per pair, so this keeps a
+mistyped size from exhausting memory (about 2 GB at the limit) instead of failing cleanly.
+*/
+inline constexpr std::int64_t max_stage_microbatch_pairs = 10'000'000;
+
+/** @brief The result of one simulated step, ready to be reported. */
+struct simulate_result {
+  const stretto::policies::policy_info* policy{nullptr};
+  stretto::sim::simulation run;
+  std::vector<std::size_t> ops_per_rank;  ///< [rank] number of ops in that rank's list
+};
+
+/**
+@brief Checks `request` and returns its output format.
+
+Checks, in order: the schedule name; ranks, microbatches and chunks ≥ 1; p·v·m within
+`max_stage_microbatch_pairs`; every time finite and ≥ 0; M_B finite and > 0; M_W finite, ≥ 0 and
+≤ M_B; the format; then the policy's own shape check.
+@throws stretto::argument_error for a bad name, number or format, naming the option and what is
+valid; stretto::shape_error with the policy's message when the policy rejects the shape.
+*/
+output_format check_request(const simulate_request& request);
+
+/**
+@brief Generates, validates and simulates the schedule `request` asks for.
+@pre `check_request(request)` returned without throwing.
+@throws stretto::validation_error if the policy generated an invalid schedule (a bug in the policy).
+*/
+simulate_result run_simulation(const simulate_request& request);
+
+/**
+@brief Writes a readable summary and a per-rank table (rank, ops, busy, idle, peak memory).
+Idle is span − busy, so the idle column sums to bubble_rate · p · span.
+*/
+void write_table(std::ostream& out, const simulate_request& request, const simulate_result& result);
+
+/**
+@brief Writes the report as one JSON object (keys: schedule, ranks, microbatches, chunks, costs,
+span, bubble_rate, bubble_overhead, peak_memory, busy, ops_per_rank), followed by a newline.
+*/
+void write_json(std::ostream& out, const simulate_request& request, const simulate_result& result);
+
+/** @brief Writes one line per policy of `all_policies`: its name, placement and summary. */
+void write_policy_list(std::ostream& out);
+
+}  // namespace stretto_plan
