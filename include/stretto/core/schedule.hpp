@@ -32,25 +32,48 @@ class schedule {
  public:
   constexpr schedule() = default;
 
-  /** @brief Creates an empty schedule (no ops on any rank). */
+  /** @brief Creates an empty schedule (no ops on any rank); every microbatch uses replica 0. */
   constexpr schedule(pipeline_shape shape, placement_kind placement)
       : shape_(shape), placement_(placement),
-        ops_(static_cast<std::size_t>(shape.num_ranks > 0 ? shape.num_ranks : 0)) {}
+        ops_(static_cast<std::size_t>(shape.num_ranks > 0 ? shape.num_ranks : 0)),
+        replica_(static_cast<std::size_t>(shape.num_microbatches > 0 ? shape.num_microbatches : 0), 0) {}
 
   /** @brief Appends `o` to rank `rank`'s list. @pre `0 <= rank < num_ranks()`. */
   constexpr void push_back(std::int32_t rank, op o) { ops_[static_cast<std::size_t>(rank)].push_back(o); }
 
-  /** @brief Appends `o` to the list of the rank that holds `o.stage` under the placement. */
-  constexpr void push_back(op o) { push_back(rank_of(o.stage), o); }
+  /** @brief Appends `o` to the list of the rank that holds `o`'s stage and replica. */
+  constexpr void push_back(op o) { push_back(rank_of(o.stage, o.microbatch), o); }
 
   /** @brief Rank `rank`'s ops in execution order. */
   constexpr std::span<const op> ops(std::int32_t rank) const noexcept {
     return ops_[static_cast<std::size_t>(rank)];
   }
 
-  /** @brief The rank that runs `stage` under this schedule's placement. */
+  /** @brief The rank that runs `stage` of replica 0 (the only replica of most schedules). */
   constexpr std::int32_t rank_of(std::int32_t stage) const noexcept {
-    return rank_of_stage(placement_, shape_, stage);
+    return rank_of_stage(placement_, shape_, stage, 0);
+  }
+
+  /** @brief The rank that runs `stage` for `microbatch`, whose replica decides the copy of the model. */
+  constexpr std::int32_t rank_of(std::int32_t stage, std::int32_t microbatch) const noexcept {
+    return rank_of_stage(placement_, shape_, stage, replica_of(microbatch));
+  }
+
+  /** @brief The model replica (0, or 1 in bidirectional schedules) that `microbatch` flows through. */
+  constexpr std::int32_t replica_of(std::int32_t microbatch) const noexcept {
+    return replica_[static_cast<std::size_t>(microbatch)];
+  }
+
+  /** @brief Sends `microbatch` through model replica `replica` (0 or 1). @pre no op of it is placed yet. */
+  constexpr void set_replica(std::int32_t microbatch, std::int32_t replica) {
+    replica_[static_cast<std::size_t>(microbatch)] = static_cast<std::uint8_t>(replica);
+  }
+
+  /** @brief 2 when some microbatch flows through the mirrored replica, else 1. */
+  constexpr std::int32_t num_replicas() const noexcept {
+    for (auto r : replica_)
+      if (r != 0) return 2;
+    return 1;
   }
 
   constexpr const pipeline_shape& shape() const noexcept { return shape_; }
@@ -79,6 +102,7 @@ class schedule {
   pipeline_shape shape_{};
   placement_kind placement_{placement_kind::linear};
   std::vector<std::vector<op>> ops_;
+  std::vector<std::uint8_t> replica_;  // [microbatch]: 0, or 1 for the mirrored copy of the model
 };
 
 }  // namespace stretto

@@ -48,18 +48,23 @@ struct pipeline_shape {
 };
 
 /**
-@brief Returns the rank that holds `stage` under `placement` for a pipeline of `shape`.
-@pre `0 <= stage < shape.num_stages()`.
+@brief Returns the rank that holds `stage` of model replica `replica` under `placement`.
+
+Replica 0 follows `placement`. Replica 1, the second copy of the model in bidirectional
+schedules (Chimera, Li & Hoefler 2021 §3.1; BitPipe, Wu et al. 2024 §3; DualPipe), is its mirror
+image: the stage that replica 0 puts on rank r goes on rank p − 1 − r.
+@pre `0 <= stage < shape.num_stages()`, `replica` is 0 or 1.
 */
 constexpr std::int32_t rank_of_stage(placement_kind placement, const pipeline_shape& shape,
-                                     std::int32_t stage) noexcept {
+                                     std::int32_t stage, std::int32_t replica = 0) noexcept {
   const std::int32_t p = shape.num_ranks;
+  std::int32_t rank = stage;
   switch (placement) {
-    case placement_kind::linear: return stage;
-    case placement_kind::looped: return stage % p;
-    case placement_kind::v_shape: return stage < p ? stage : 2 * p - 1 - stage;
+    case placement_kind::linear: rank = stage; break;
+    case placement_kind::looped: rank = stage % p; break;
+    case placement_kind::v_shape: rank = stage < p ? stage : 2 * p - 1 - stage; break;
   }
-  return stage;
+  return replica == 0 ? rank : p - 1 - rank;
 }
 
 }  // namespace stretto

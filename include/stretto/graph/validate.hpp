@@ -125,10 +125,12 @@ constexpr validation_result validate(const schedule& s) {
         return detail::fail(schedule_rule::microbatch_out_of_range, r, o,
                             cat(to_string(o), " on rank ", r, " names microbatch ", o.microbatch,
                                 "; valid microbatches are 0..", m - 1));
-      if (s.rank_of(o.stage) != r)
+      if (s.rank_of(o.stage, o.microbatch) != r)
         return detail::fail(schedule_rule::wrong_rank, r, o,
                             cat(to_string(o), " is on rank ", r, " but the ", to_string(s.placement()),
-                                " placement puts stage ", o.stage, " on rank ", s.rank_of(o.stage)));
+                                " placement puts stage ", o.stage,
+                                s.num_replicas() > 1 ? cat(" of replica ", s.replica_of(o.microbatch)) : std::string(),
+                                " on rank ", s.rank_of(o.stage, o.microbatch)));
       auto& c = at(o);
       const auto k = static_cast<std::size_t>(o.kind);
       if (c.count[k] > 0)
@@ -143,7 +145,7 @@ constexpr validation_result validate(const schedule& s) {
   for (std::int32_t stage = 0; stage < S; ++stage) {
     for (std::int32_t j = 0; j < m; ++j) {
       const auto& c = at(op{op_kind::forward, stage, j});
-      const std::int32_t r = s.rank_of(stage);
+      const std::int32_t r = s.rank_of(stage, j);
       const bool fused = c.count[static_cast<int>(op_kind::backward)] > 0;
       const bool has_b = c.count[static_cast<int>(op_kind::backward_input)] > 0;
       const bool has_w = c.count[static_cast<int>(op_kind::backward_weight)] > 0;
@@ -222,7 +224,8 @@ constexpr validation_result validate(const schedule& s) {
       text += cat(" rank ", r, " is stuck at ", to_string(o), " (position ", c, ") waiting for");
       const auto deps = dependencies_of(o, shape);
       for (std::size_t d = 0; d < deps.size; ++d)
-        if (!is_done(deps.items[d])) text += cat(" ", to_string(deps.items[d]), " on rank ", s.rank_of(deps.items[d].stage));
+        if (!is_done(deps.items[d])) text += cat(" ", to_string(deps.items[d]), " on rank ",
+                                                          s.rank_of(deps.items[d].stage, deps.items[d].microbatch));
       text += ";";
     }
     return detail::fail(schedule_rule::deadlock, first_rank, first, text);

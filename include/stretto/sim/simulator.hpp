@@ -86,7 +86,7 @@ constexpr simulation simulate(const schedule& s, const Costs& costs) {
             blocked = true;
             break;
           }
-          const double delay = s.rank_of(d.stage) != r ? costs.comm_delay(d.stage, o.stage, shape) : 0.0;
+          const double delay = s.rank_of(d.stage, d.microbatch) != r ? costs.comm_delay(d.stage, o.stage, shape) : 0.0;
           ready = end + delay > ready ? end + delay : ready;
         }
         if (blocked) break;

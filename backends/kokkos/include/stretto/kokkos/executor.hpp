@@ -201,8 +201,9 @@ class executor {
 
   // Whether `o`'s input comes from another rank.
   bool needs_receive(const op& o) const noexcept {
-    if (o.kind == op_kind::forward) return o.stage > 0 && schedule_.rank_of(o.stage - 1) != rank_;
-    if (produces_input_gradient(o.kind)) return !is_last(o.stage) && schedule_.rank_of(o.stage + 1) != rank_;
+    if (o.kind == op_kind::forward) return o.stage > 0 && schedule_.rank_of(o.stage - 1, o.microbatch) != rank_;
+    if (produces_input_gradient(o.kind))
+      return !is_last(o.stage) && schedule_.rank_of(o.stage + 1, o.microbatch) != rank_;
     return false;
   }
 
@@ -228,7 +229,7 @@ class executor {
       b.device = allocate(forward ? "stretto::activation_in" : "stretto::gradient_in",
                           model_.microbatch_rows(o.microbatch), cols);
       if constexpr (!host_accessible) b.host = Kokkos::create_mirror_view(b.device);
-      b.request = comm_.post_receive(key, schedule_.rank_of(from_stage), transport_data(b), b.device.size());
+      b.request = comm_.post_receive(key, schedule_.rank_of(from_stage, o.microbatch), transport_data(b), b.device.size());
       (forward ? activation_in_ : gradient_in_)[cell(o.stage, o.microbatch)] = std::move(b);
     }
   }
@@ -250,7 +251,7 @@ class executor {
   }
 
   void hand_over(const op& sender, message_key key, matrix_type value) {
-    const std::int32_t to_rank = schedule_.rank_of(key.to_stage);
+    const std::int32_t to_rank = schedule_.rank_of(key.to_stage, key.microbatch);
     auto& store = key.direction == message_direction::activation ? activation_in_ : gradient_in_;
     message_buffer b;
     b.device = std::move(value);
