@@ -12,7 +12,7 @@ PACKAGES=(
   libopenmpi-dev openmpi-bin
   libtrilinos-kokkos-dev libtrilinos-kokkos-kernels-dev
   libboost-graph-dev doctest-dev libbenchmark-dev zlib1g-dev
-  dataset-fashion-mnist libcli11-dev nlohmann-json3-dev
+  dataset-fashion-mnist libcli11-dev nlohmann-json3-dev coinor-libcbc-dev
   libopenblas0-pthread
   slurm-wlm slurmctld slurmd slurm-client munge libpmix-dev
 )
