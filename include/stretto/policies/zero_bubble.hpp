@@ -42,6 +42,36 @@ struct zb_h1 {
   }
 };
 
+/**
+@brief ZB-H2, the zero-bubble handcrafted schedule (Qi et al., ICLR 2024, §3.1 and Figure 3;
+schedules.md §7.3).
+
+**Shape.** Linear placement. Rank r (0-based) runs a warm-up of 2(p−r)−1 forwards before its
+first B, then B and F alternate; W(j) runs right after B(j + 2r), so W trails B by 2r
+microbatches; leftover W's go at the end.
+
+**Invariants.** Bubble (p−1)(T_F + T_B − 2T_W): zero at equal times for m ≥ 2p − 1 (without the
+optimizer-step synchronisation, §7.8); rank r peaks at (2p−2r−1)·M_B + 2r·M_W, (2p−1)·M_B on rank 0.
+
+**Errors.** `check` rejects p < 1, m < 1 and v ≠ 1. Smaller m is accepted; the warm-up is then
+cut to m forwards and the bubble is no longer zero.
+*/
+struct zb_h2 {
+  using policy_concept = schedule_policy_tag;
+  static constexpr std::string_view name = "zb-h2";
+  static constexpr placement_kind placement = placement_kind::linear;
+
+  static constexpr std::string check(const pipeline_shape& s) { return detail::check_linear(name, s); }
+
+  static constexpr schedule generate(const pipeline_shape& s) {
+    schedule out(s, placement);
+    for (std::int32_t r = 0; r < s.num_ranks; ++r)
+      detail::append_one_f_one_b(out, r, r, s.num_microbatches, 2 * (s.num_ranks - r) - 1, true, 2 * r);
+    return out;
+  }
+};
+
 static_assert(schedule_policy<zb_h1>);
+static_assert(schedule_policy<zb_h2>);
 
 }  // namespace stretto::policies
