@@ -9,7 +9,8 @@ Numbered invariants (the number appears in every failure message):
 1. the shape is sane: p ≥ 1, m ≥ 1, v ≥ 1, and the schedule has p op lists;
 2. every op names a stage in [0, p·v) and a microbatch in [0, m);
 3. every op sits on the rank that holds its stage under the schedule's placement
-   (linear: s; looped: s mod p; v-shape: s for s < p, else 2p − 1 − s; shape.hpp);
+   (linear: s; looped: s mod p; v-shape: s for s < p, else 2p − 1 − s; shape.hpp), mirrored
+   to p − 1 − rank when its microbatch flows through replica 1 (bidirectional schedules);
 4. every (stage, microbatch) has exactly one F;
 5. every (stage, microbatch) has exactly one BW and no B or W, or exactly one B and one W and no BW;
 6. per (stage, microbatch), in its rank's list: F before B (or BW) before W.
@@ -64,14 +65,18 @@ constexpr std::string describe(const op& o) {
          decimal(o.microbatch) + ")";
 }
 
-/** The rank that holds `stage`, from the placement's definition (own code, not `rank_of`). */
-constexpr std::int32_t expected_rank(placement_kind placement, std::int32_t p, std::int32_t stage) {
+/** The rank that holds `stage` of `replica`, from the placement's definition (own code, not
+`rank_of`): replica 1 is the mirror image of replica 0. */
+constexpr std::int32_t expected_rank(placement_kind placement, std::int32_t p, std::int32_t stage,
+                                     std::int32_t replica) {
+  std::int32_t rank = -1;
   switch (placement) {
-    case placement_kind::linear: return stage;
-    case placement_kind::looped: return stage % p;
-    case placement_kind::v_shape: return stage < p ? stage : 2 * p - 1 - stage;
+    case placement_kind::linear: rank = stage; break;
+    case placement_kind::looped: rank = stage % p; break;
+    case placement_kind::v_shape: rank = stage < p ? stage : 2 * p - 1 - stage; break;
   }
-  return -1;
+  if (rank < 0 || (replica != 0 && replica != 1)) return -1;
+  return replica == 0 ? rank : p - 1 - rank;
 }
 
 /** Per (stage, microbatch): how many ops of each kind, and the position of the last one seen. */
@@ -103,9 +108,10 @@ constexpr invariant_failure first_broken_invariant(const schedule& s) {
         return {2, "invariant 2: " + describe(o) + " on rank " + decimal(r) +
                        " is outside stages 0.." + decimal(stages - 1) + " / microbatches 0.." +
                        decimal(m - 1)};
-      if (expected_rank(s.placement(), p, o.stage) != r)
+      const std::int32_t home = expected_rank(s.placement(), p, o.stage, s.replica_of(o.microbatch));
+      if (home != r)
         return {3, "invariant 3: " + describe(o) + " is on rank " + decimal(r) + ", expected rank " +
-                       decimal(expected_rank(s.placement(), p, o.stage))};
+                       decimal(home)};
       auto& c = cells[static_cast<std::size_t>(o.stage) * static_cast<std::size_t>(m) +
                       static_cast<std::size_t>(o.microbatch)];
       const auto k = static_cast<std::size_t>(o.kind);

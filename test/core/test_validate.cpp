@@ -275,3 +275,28 @@ TEST_CASE("validate.deadlock.three_rank_cycle_from_generated" * doctest::timeout
   CHECK(got.message.find("rank 2 is stuck at F(stage 2, mb 4)") != std::string::npos);
   CHECK(got.message.find("F(stage 1, mb 4) on rank 1") != std::string::npos);
 }
+
+TEST_CASE("validate.wrong_rank.mirrored_replica" * doctest::timeout(5)) {
+  // Bidirectional placement (shape.hpp, rank_of_stage): microbatch 1 flows through replica 1,
+  // the mirror image, so its stage 0 is on rank 1 and its stage 1 on rank 0.
+  auto mirrored = [](bool misplace) {
+    schedule s({2, 2, 1}, placement_kind::linear);
+    s.set_replica(1, 1);
+    const std::int32_t r0 = misplace ? 1 : 0;  // where mb 1's stage 1 goes
+    const std::int32_t r1 = misplace ? 0 : 1;  // where mb 1's stage 0 goes
+    s.push_back(0, {op_kind::forward, 0, 0});
+    s.push_back(r1, {op_kind::forward, 0, 1});
+    s.push_back(1, {op_kind::forward, 1, 0});
+    s.push_back(r0, {op_kind::forward, 1, 1});
+    s.push_back(r0, {op_kind::backward, 1, 1});
+    s.push_back(1, {op_kind::backward, 1, 0});
+    s.push_back(0, {op_kind::backward, 0, 0});
+    s.push_back(r1, {op_kind::backward, 0, 1});
+    return s;
+  };
+  const auto good = mirrored(false);
+  CHECK(stretto::testing::check_schedule_invariants(good));
+  CHECK(stretto::sim::simulate(good, stretto::sim::uniform_costs{}).metrics.span > 0.0);
+  check_rejected(mirrored(true), {schedule_rule::wrong_rank, 0, op{op_kind::forward, 0, 1},
+                                  {"[wrong_rank]", "F(stage 0, mb 1)", "on rank 0"}, 3});
+}
