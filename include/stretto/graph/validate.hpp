@@ -67,11 +67,14 @@ struct validation_result {
 
 namespace detail {
 
-/** Per (stage, microbatch) op counts and positions, indexed `stage * m + microbatch`. */
+/**
+Per (stage, microbatch), the position of each op kind in its rank's list (−1: absent), indexed
+`stage * m + microbatch`. Kept to one array: constant evaluation pays for every element.
+*/
 struct op_census {
-  std::int32_t count[4]{};
   std::int32_t position[4]{-1, -1, -1, -1};
-  std::int32_t rank[4]{-1, -1, -1, -1};
+
+  constexpr bool has(op_kind kind) const noexcept { return position[static_cast<int>(kind)] >= 0; }
 };
 
 constexpr validation_result fail(schedule_rule rule, std::int32_t rank, op culprit, std::string text) {
@@ -133,23 +136,21 @@ constexpr validation_result validate(const schedule& s) {
                                 " on rank ", s.rank_of(o.stage, o.microbatch)));
       auto& c = at(o);
       const auto k = static_cast<std::size_t>(o.kind);
-      if (c.count[k] > 0)
+      if (c.position[k] >= 0)
         return detail::fail(schedule_rule::duplicate_op, r, o,
                             cat(to_string(o), " appears twice on rank ", r, " (positions ",
                                 c.position[k], " and ", i, ")"));
-      c.count[k] = 1;
       c.position[k] = static_cast<std::int32_t>(i);
-      c.rank[k] = r;
     }
   }
   for (std::int32_t stage = 0; stage < S; ++stage) {
     for (std::int32_t j = 0; j < m; ++j) {
       const auto& c = at(op{op_kind::forward, stage, j});
       const std::int32_t r = s.rank_of(stage, j);
-      const bool fused = c.count[static_cast<int>(op_kind::backward)] > 0;
-      const bool has_b = c.count[static_cast<int>(op_kind::backward_input)] > 0;
-      const bool has_w = c.count[static_cast<int>(op_kind::backward_weight)] > 0;
-      if (c.count[static_cast<int>(op_kind::forward)] == 0)
+      const bool fused = c.has(op_kind::backward);
+      const bool has_b = c.has(op_kind::backward_input);
+      const bool has_w = c.has(op_kind::backward_weight);
+      if (!c.has(op_kind::forward))
         return detail::fail(schedule_rule::missing_op, r, op{op_kind::forward, stage, j},
                             cat("F(stage ", stage, ", mb ", j, ") is missing from rank ", r));
       if (fused && (has_b || has_w))
