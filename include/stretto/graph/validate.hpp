@@ -128,12 +128,16 @@ constexpr validation_result validate(const schedule& s) {
         return detail::fail(schedule_rule::microbatch_out_of_range, r, o,
                             cat(to_string(o), " on rank ", r, " names microbatch ", o.microbatch,
                                 "; valid microbatches are 0..", m - 1));
-      if (s.rank_of(o.stage, o.microbatch) != r)
+      if (s.rank_of(o.stage, o.microbatch) != r) {
+        // Not `cond ? cat(...) : std::string()`: GCC 12 cannot constant-evaluate the destructor
+        // of that temporary, which made this rule unreportable at compile time.
+        std::string replica;
+        if (s.num_replicas() > 1) replica = cat(" of replica ", s.replica_of(o.microbatch));
         return detail::fail(schedule_rule::wrong_rank, r, o,
                             cat(to_string(o), " is on rank ", r, " but the ", to_string(s.placement()),
-                                " placement puts stage ", o.stage,
-                                s.num_replicas() > 1 ? cat(" of replica ", s.replica_of(o.microbatch)) : std::string(),
-                                " on rank ", s.rank_of(o.stage, o.microbatch)));
+                                " placement puts stage ", o.stage, replica, " on rank ",
+                                s.rank_of(o.stage, o.microbatch)));
+      }
       auto& c = at(o);
       const auto k = static_cast<std::size_t>(o.kind);
       if (c.position[k] >= 0)
@@ -152,16 +156,22 @@ constexpr validation_result validate(const schedule& s) {
       const bool has_w = c.has(op_kind::backward_weight);
       if (!c.has(op_kind::forward))
         return detail::fail(schedule_rule::missing_op, r, op{op_kind::forward, stage, j},
-                            cat("F(stage ", stage, ", mb ", j, ") is missing from rank ", r));
-      if (fused && (has_b || has_w))
-        return detail::fail(schedule_rule::mixed_backward, r, op{op_kind::backward, stage, j},
-                            cat("stage ", stage, ", mb ", j, " has a fused BW and also a split ",
-                                has_b ? "B" : "W", "; use either BW or B and W"));
-      if (!fused && !(has_b && has_w))
-        return detail::fail(schedule_rule::missing_op, r,
-                            op{has_b ? op_kind::backward_weight : op_kind::backward_input, stage, j},
-                            cat("stage ", stage, ", mb ", j, " lacks its ", has_b ? "W" : (has_w ? "B" : "backward"),
-                                " on rank ", r, " (each F needs one BW, or one B and one W)"));
+                            cat(to_string(op{op_kind::forward, stage, j}), " is missing from rank ", r));
+      if (fused && (has_b || has_w)) {
+        const op fused_op{op_kind::backward, stage, j};
+        const op extra{has_b ? op_kind::backward_input : op_kind::backward_weight, stage, j};
+        return detail::fail(schedule_rule::mixed_backward, r, fused_op,
+                            cat(to_string(fused_op), " and ", to_string(extra), " are both on rank ", r,
+                                "; use either one BW or one B and one W per stage and microbatch"));
+      }
+      if (!fused && !(has_b && has_w)) {
+        // A lone W means the B is missing; a lone B, the W; neither, the whole backward (BW).
+        const op missing{has_w ? op_kind::backward_input : (has_b ? op_kind::backward_weight : op_kind::backward),
+                         stage, j};
+        return detail::fail(schedule_rule::missing_op, r, missing,
+                            cat(to_string(missing), " is missing from rank ", r,
+                                " (each F needs one BW, or one B and one W)"));
+      }
       // 4: per-stage order.
       const std::int32_t f_pos = c.position[static_cast<int>(op_kind::forward)];
       const std::int32_t b_pos = c.position[static_cast<int>(fused ? op_kind::backward : op_kind::backward_input)];
