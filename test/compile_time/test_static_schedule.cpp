@@ -1,0 +1,111 @@
+// Compile-time schedules (stretto::compile_time): the op table generated while compiling equals
+// the run-time schedule, is sized exactly by the counting pass, and every schedule_rule is
+// detected at compile time. The compile errors themselves are tested in test/compile_fail/.
+#include <doctest/doctest.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include <stretto/compile_time/static_schedule.hpp>
+#include <stretto/compile_time/static_validate.hpp>
+#include <stretto/policies/gpipe.hpp>
+#include <stretto/policies/one_f_one_b.hpp>
+#include <stretto/policies/zero_bubble.hpp>
+#include <stretto/sim/cost_model.hpp>
+#include <stretto/sim/simulator.hpp>
+
+#include "compile_time/hand_policies.hpp"
+
+namespace {
+
+using namespace stretto;
+using compile_time::static_schedule;
+using testing::hand_policy;
+
+template <class Static, class Policy>
+constexpr bool equals_run_time_schedule() {
+  return Static::to_schedule() == make_schedule<Policy>(Static::shape());
+}
+
+// ---- the table equals the run-time schedule; closed-form sizes -------------------------------
+using zb_4_8 = static_schedule<policies::zb_h1, pipeline_shape{4, 8, 1}>;
+using one_f_one_b_3_5 = static_schedule<policies::one_f_one_b, pipeline_shape{3, 5, 1}>;
+using gpipe_5_2 = static_schedule<policies::gpipe, pipeline_shape{5, 2, 1}>;
+using zb_8_64 = static_schedule<policies::zb_h1, pipeline_shape{8, 64, 1}>;
+
+static_assert(equals_run_time_schedule<zb_4_8, policies::zb_h1>());
+static_assert(equals_run_time_schedule<one_f_one_b_3_5, policies::one_f_one_b>());
+static_assert(equals_run_time_schedule<gpipe_5_2, policies::gpipe>());
+
+// The counting pass sizes the table exactly: 3·p·m ops with split backwards, 2·p·m with fused.
+static_assert(zb_4_8::num_ops() == 3 * 4 * 8);
+static_assert(sizeof(compile_time::detail::table_v<policies::zb_h1, pipeline_shape{4, 8, 1}>.ops) ==
+              3 * 4 * 8 * sizeof(op));
+static_assert(one_f_one_b_3_5::num_ops() == 2 * 3 * 5);
+static_assert(gpipe_5_2::num_ops() == 2 * 5 * 2);
+static_assert(zb_8_64::num_ops() == 3 * 8 * 64);
+static_assert(zb_8_64::max_ops_per_rank() == 3 * 64);
+static_assert(zb_4_8::ops(3).size() == 24 && zb_4_8::ops(3).front() == op{op_kind::forward, 3, 0});
+// ZB-H1 rank 1 of 4: 3 forwards of warm-up, then B0 F3 B1 W0 (W trails B by the rank index).
+static_assert(zb_4_8::ops(1)[3] == op{op_kind::backward_input, 1, 0});
+static_assert(zb_4_8::ops(1)[5] == op{op_kind::backward_input, 1, 1});
+static_assert(zb_4_8::ops(1)[6] == op{op_kind::backward_weight, 1, 0});
+static_assert(zb_4_8::rank_of(2) == 2 && zb_4_8::rank_of(2, 5) == 2 && zb_4_8::replica_of(5) == 0);
+static_assert(zb_4_8::shape() == pipeline_shape{4, 8, 1} && zb_4_8::placement() == placement_kind::linear);
+static_assert(compile_time::is_static_schedule_v<zb_4_8> && !compile_time::is_static_schedule_v<schedule>);
+
+// A compile-time schedule simulates like the run-time one: reference-numbers.md, equal times
+// p = 4, m = 8: ZB-H1 span 27.
+static_assert(sim::simulate(zb_4_8::to_schedule(), sim::uniform_costs{}).metrics.span == 27.0);
+
+// ---- every rule is caught at compile time, as a value (no hard error) -------------------------
+constexpr pipeline_shape hand_shape{2, 2, 1};
+static_assert(compile_time::is_valid_v<hand_policy<schedule_rule::valid>, hand_shape>);
+template <schedule_rule Rule, pipeline_shape Shape = hand_shape>
+constexpr bool caught = !compile_time::is_valid_v<hand_policy<Rule>, Shape> &&
+                        compile_time::broken_rule_v<hand_policy<Rule>, Shape> == Rule;
+static_assert(caught<schedule_rule::bad_shape, pipeline_shape{2, 0, 1}>);
+static_assert(caught<schedule_rule::stage_out_of_range>);
+static_assert(caught<schedule_rule::microbatch_out_of_range>);
+static_assert(caught<schedule_rule::wrong_rank>);
+static_assert(caught<schedule_rule::duplicate_op>);
+static_assert(caught<schedule_rule::mixed_backward>);
+static_assert(caught<schedule_rule::missing_op>);
+static_assert(caught<schedule_rule::order>);
+static_assert(caught<schedule_rule::deadlock>);
+// A shape the policy rejects is not a broken rule: it is reported before generation.
+static_assert(!compile_time::is_valid_v<policies::zb_h1, pipeline_shape{4, 8, 2}>);
+static_assert(compile_time::broken_rule_v<policies::zb_h1, pipeline_shape{4, 8, 2}> == schedule_rule::valid);
+static_assert(compile_time::detail::summary_v<policies::zb_h1, pipeline_shape{4, 8, 2}>.failure ==
+              compile_time::diag::failure::shape_rejected);
+
+// The message carried into the diagnostic names the policy, the shape and the rule.
+constexpr std::string_view deadlock_message() {
+  const auto& s = compile_time::detail::summary_v<hand_policy<schedule_rule::deadlock>, hand_shape>;
+  return {s.message, s.message_length};
+}
+static_assert(deadlock_message().starts_with("hand at (p, m, v) = (2, 2, 1): invalid schedule [deadlock]: "));
+
+// ---- the value path ------------------------------------------------------------------------
+static_assert(compile_time::check(make_schedule<policies::zb_h1>({4, 8, 1})));
+static_assert(compile_time::check(hand_policy<schedule_rule::valid>::generate(hand_shape)));
+
+}  // namespace
+
+TEST_CASE("compile_time.static_schedule.same_values_at_run_time" * doctest::timeout(10)) {
+  // The static_asserts above are the test; these repeat some at run time, reading the table
+  // from static storage, so that a constexpr-only divergence would show.
+  CHECK(zb_4_8::to_schedule() == make_schedule<policies::zb_h1>({4, 8, 1}));
+  CHECK(zb_8_64::to_schedule() == make_schedule<policies::zb_h1>({8, 64, 1}));
+  const schedule run_time = make_schedule<policies::zb_h1>({8, 64, 1});
+  std::size_t total = 0;
+  for (std::int32_t r = 0; r < zb_8_64::num_ranks(); ++r) {
+    const auto ops = zb_8_64::ops(r);
+    const auto expected = run_time.ops(r);
+    CHECK(ops.size() == expected.size());
+    for (std::size_t i = 0; i < ops.size() && i < expected.size(); ++i) CHECK(ops[i] == expected[i]);
+    total += ops.size();
+  }
+  CHECK(total == zb_8_64::num_ops());
+  CHECK(compile_time::broken_rule_v<hand_policy<schedule_rule::order>, hand_shape> == schedule_rule::order);
+}
