@@ -9,6 +9,9 @@ endif()
 if(STRETTO_ENABLE_KOKKOS)
   list(APPEND _targets stretto_kokkos)
 endif()
+if(STRETTO_ENABLE_CBC)
+  list(APPEND _targets stretto_cbc)
+endif()
 
 install(TARGETS ${_targets} EXPORT strettoTargets FILE_SET HEADERS)
 set(_cmakedir ${CMAKE_INSTALL_LIBDIR}/cmake/stretto)
@@ -20,4 +23,5 @@ configure_package_config_file(${PROJECT_SOURCE_DIR}/cmake/strettoConfig.cmake.in
 write_basic_package_version_file(${PROJECT_BINARY_DIR}/strettoConfigVersion.cmake
   COMPATIBILITY SameMinorVersion ARCH_INDEPENDENT)
 install(FILES ${PROJECT_BINARY_DIR}/strettoConfig.cmake ${PROJECT_BINARY_DIR}/strettoConfigVersion.cmake
-  ${PROJECT_SOURCE_DIR}/cmake/strettoFindKokkos.cmake DESTINATION ${_cmakedir})
+  ${PROJECT_SOURCE_DIR}/cmake/strettoFindKokkos.cmake ${PROJECT_SOURCE_DIR}/cmake/strettoFindCbc.cmake
+  DESTINATION ${_cmakedir})

@@ -8,3 +8,4 @@ option(STRETTO_INSTALL "Generate install rules and the CMake package" ${PROJECT_
 option(STRETTO_WERROR "Treat warnings in Stretto's own code as errors" ${PROJECT_IS_TOP_LEVEL})
 set(STRETTO_ENABLE_MPI "AUTO" CACHE STRING "Build the MPI backend: ON, OFF or AUTO (when MPI is found)")
 set(STRETTO_ENABLE_KOKKOS "AUTO" CACHE STRING "Build the Kokkos backend: ON, OFF or AUTO (when Kokkos is found)")
+set(STRETTO_ENABLE_CBC "AUTO" CACHE STRING "Build stretto::cbc, the exact scheduler: ON, OFF or AUTO (when CBC is found)")

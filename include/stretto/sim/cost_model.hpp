@@ -12,6 +12,9 @@
 | `c.comm_delay(a, b, s)` | `double` | time from the end of an op on stage `a` until its output is usable on stage `b`, when the two stages are on different ranks |
 | `c.memory_delta(o, s)` | `double` | activation memory the op adds (+) or frees (−) on its rank, in units of M_B |
 
+Optionally `c.optimizer(rank, s)` returns an `optimizer_step` (concept
+`cost_model_with_optimizer`); `stage_costs` is the cost model with every feature.
+
 **Memory model** (schedules.md §0; Zero Bubble, Qi et al. 2024, §3.1): F keeps M_B/v of
 activations; B frees all but M_W/v (what W still needs); W frees the rest; BW frees M_B/v.
 */
@@ -19,6 +22,8 @@ activations; B frees all but M_W/v (what W still needs); W frees the rest; BW fr
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
+#include <limits>
+#include <string>
 #include <vector>
 
 #include "../core/errors.hpp"
@@ -128,7 +133,176 @@ struct table_costs {
   }
 };
 
+/**
+@brief The optimizer step that ends a training step on one rank (schedules.md §7.8; Zero Bubble,
+Qi et al. 2024, §4 and Appendix C).
+
+- `synchronised = true`: the step waits for a cross-rank all-reduce (global gradient-norm
+  clipping, NaN/INF check) that starts when the last rank finishes its last op and takes
+  `sync_latency`; every rank then runs its optimizer for `duration`.
+- `synchronised = false`: the paper's *post-validation*: each rank steps its optimizer as soon as
+  its own last op ends, and validates the step later; no barrier.
+
+**Units.** `duration` and `sync_latency` are in the cost model's time unit.
+*/
+struct optimizer_step {
+  double duration{0.0};
+  bool synchronised{false};
+  double sync_latency{0.0};
+
+  friend constexpr bool operator==(const optimizer_step&, const optimizer_step&) = default;
+};
+
+/**
+@brief A cost model that also prices the optimizer step: `c.optimizer(rank, shape)` returns the
+`optimizer_step` of `rank`. `simulate` then reports when each rank's optimizer ran and the step
+time (see `simulation::step_time`). Cost models without it (`uniform_costs`, `table_costs`) have
+no optimizer step.
+*/
+template <class C>
+concept cost_model_with_optimizer =
+    cost_model<C> && requires(const C& c, std::int32_t rank, const pipeline_shape& s) {
+      { c.optimizer(rank, s) } -> std::convertible_to<optimizer_step>;
+    };
+
+/**
+@brief The general cost model: costs per stage (so stages, and the chunks of looped or V-shaped
+placements, may differ), messages priced as latency plus bytes over bandwidth, memory per stage,
+and the optimizer step (DESIGN.md "sim/"; schedules.md §0 and §7.4, which notes that the Zero
+Bubble scheduler's code also allows per-stage costs).
+
+**Units.** Times in any one consistent unit (µs, ms, s, ...). Every per-stage vector is indexed
+by the global stage s in `[0, S)`, S = p·v, and holds the value for one microbatch on that stage
+(a chunk when v > 1): no division by v is applied, unlike `uniform_costs`.
+
+- `forward[s]`, `backward_input[s]`, `backward_weight[s]`: T_F, T_B, T_W of stage s; a fused BW
+  takes T_B + T_W.
+- A message from stage a to stage b on another rank is ready
+  `latency + bytes / bandwidth` after its producer ends, where bytes is `activation_bytes[a]`
+  when it flows forward (a < b: F's output) and `gradient_bytes[a]` when it flows backward
+  (a > b: B's or BW's input gradient). `bandwidth` is in bytes per time unit; 0 means unlimited
+  (latency only). Empty byte vectors mean 0 bytes.
+- `activation_memory[s]` is M_B of stage s (what one F keeps until its B), and
+  `weight_gradient_memory[s]` M_W (what B leaves for W), in any one memory unit (bytes, or
+  units of one full stage's M_B as in `uniform_costs`). Empty vectors mean M_B = 1, M_W = 0.5.
+- `optimizer_time[r]` is rank r's optimizer step (empty: 0 on every rank), with
+  `synchronised_optimizer` and `sync_latency` as in `optimizer_step`.
+
+**Errors.** `check(shape)` throws `argument_error` naming the field when a vector has the wrong
+length, a value is negative or not finite, or M_W > M_B.
+*/
+struct stage_costs {
+  std::vector<double> forward;
+  std::vector<double> backward_input;
+  std::vector<double> backward_weight;
+  double latency{0.0};
+  double bandwidth{0.0};
+  std::vector<double> activation_bytes;
+  std::vector<double> gradient_bytes;
+  std::vector<double> activation_memory;
+  std::vector<double> weight_gradient_memory;
+  std::vector<double> optimizer_time;
+  bool synchronised_optimizer{false};
+  double sync_latency{0.0};
+
+  constexpr double duration(const op& o, const pipeline_shape&) const noexcept {
+    const auto s = static_cast<std::size_t>(o.stage);
+    switch (o.kind) {
+      case op_kind::forward: return forward[s];
+      case op_kind::backward_input: return backward_input[s];
+      case op_kind::backward_weight: return backward_weight[s];
+      case op_kind::backward: return backward_input[s] + backward_weight[s];
+    }
+    return 0.0;
+  }
+  constexpr double comm_delay(std::int32_t from, std::int32_t to, const pipeline_shape&) const noexcept {
+    const auto a = static_cast<std::size_t>(from);
+    const std::vector<double>& bytes = to > from ? activation_bytes : gradient_bytes;
+    if (bandwidth <= 0.0 || a >= bytes.size()) return latency;
+    return latency + bytes[a] / bandwidth;
+  }
+  constexpr double memory_delta(const op& o, const pipeline_shape&) const noexcept {
+    const auto s = static_cast<std::size_t>(o.stage);
+    const double m_b = s < activation_memory.size() ? activation_memory[s] : 1.0;
+    const double m_w = s < weight_gradient_memory.size() ? weight_gradient_memory[s] : 0.5;
+    return detail::memory_delta(o.kind, m_b, m_w);
+  }
+  constexpr optimizer_step optimizer(std::int32_t rank, const pipeline_shape&) const noexcept {
+    const auto r = static_cast<std::size_t>(rank);
+    return {r < optimizer_time.size() ? optimizer_time[r] : 0.0, synchronised_optimizer, sync_latency};
+  }
+
+  /**
+  @brief The same costs as `u` on every stage of `shape`: times and memory divided by v (an op on
+  a chunk does 1/v of a full stage's work), message latency `u.t_comm`, no optimizer step.
+  @pre `shape.num_chunks >= 1`, `shape.num_stages() >= 1`.
+  */
+  static constexpr stage_costs from(const uniform_costs& u, const pipeline_shape& shape) {
+    const auto n = static_cast<std::size_t>(shape.num_stages());
+    const double v = static_cast<double>(shape.num_chunks);
+    stage_costs out;
+    out.forward.assign(n, u.t_forward / v);
+    out.backward_input.assign(n, u.t_backward_input / v);
+    out.backward_weight.assign(n, u.t_backward_weight / v);
+    out.latency = u.t_comm;
+    out.activation_memory.assign(n, u.activation_memory / v);
+    out.weight_gradient_memory.assign(n, u.weight_gradient_memory / v);
+    return out;
+  }
+
+  /** @brief The costs of `t` (already per stage), memory divided by v as `table_costs` does. */
+  static constexpr stage_costs from(const table_costs& t, const pipeline_shape& shape) {
+    const auto n = static_cast<std::size_t>(shape.num_stages());
+    const double v = static_cast<double>(shape.num_chunks);
+    stage_costs out;
+    out.forward = t.forward;
+    out.backward_input = t.backward_input;
+    out.backward_weight = t.backward_weight;
+    out.latency = t.t_comm;
+    out.activation_memory.assign(n, t.activation_memory / v);
+    out.weight_gradient_memory.assign(n, t.weight_gradient_memory / v);
+    return out;
+  }
+
+  /**
+  @brief Throws `argument_error` unless every vector has the length `shape` needs (S per-stage
+  entries; `optimizer_time` p entries; optional vectors may be empty), every number is finite and
+  ≥ 0, and M_W ≤ M_B on every stage.
+  */
+  void check(const pipeline_shape& shape) const {
+    const auto stages = static_cast<std::size_t>(shape.num_stages());
+    const auto ranks = static_cast<std::size_t>(shape.num_ranks);
+    auto fail = [](const char* field, const std::string& rule) {
+      throw argument_error(std::string("cost model: ") + field + " " + rule);
+    };
+    auto check_values = [&](const char* field, const std::vector<double>& values, std::size_t n, bool optional) {
+      if (!(optional && values.empty()) && values.size() != n)
+        fail(field, "must have " + std::to_string(n) + " entries (got " + std::to_string(values.size()) + ")");
+      for (double x : values)
+        if (!(x >= 0.0) || x > std::numeric_limits<double>::max()) fail(field, "must be finite numbers >= 0");
+    };
+    check_values("forward", forward, stages, false);
+    check_values("backward_input", backward_input, stages, false);
+    check_values("backward_weight", backward_weight, stages, false);
+    check_values("activation_bytes", activation_bytes, stages, true);
+    check_values("gradient_bytes", gradient_bytes, stages, true);
+    check_values("activation_memory", activation_memory, stages, true);
+    check_values("weight_gradient_memory", weight_gradient_memory, stages, true);
+    check_values("optimizer_time", optimizer_time, ranks, true);
+    for (double x : {latency, bandwidth, sync_latency})
+      if (!(x >= 0.0) || x > std::numeric_limits<double>::max())
+        fail("latency, bandwidth and sync_latency", "must be finite numbers >= 0");
+    for (std::size_t s = 0; s < stages; ++s) {
+      const double m_b = s < activation_memory.size() ? activation_memory[s] : 1.0;
+      const double m_w = s < weight_gradient_memory.size() ? weight_gradient_memory[s] : 0.5;
+      if (m_w > m_b)
+        fail("weight_gradient_memory", "must not exceed activation_memory (M_W <= M_B) on stage " + std::to_string(s));
+    }
+  }
+};
+
 static_assert(cost_model<uniform_costs>);
 static_assert(cost_model<table_costs>);
+static_assert(cost_model_with_optimizer<stage_costs>);
 
 }  // namespace stretto::sim

@@ -7,6 +7,7 @@ model"; schedules.md §0, which reproduces the Zero Bubble paper's Table 5).
 
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <vector>
 
 #include "../core/dependencies.hpp"
@@ -18,16 +19,60 @@ model"; schedules.md §0, which reproduces the Zero Bubble paper's Table 5).
 
 namespace stretto::sim {
 
-/** @brief What `simulate` returns: the timeline, its metrics, and the peak memory per rank. */
+/** @brief One point of a rank's memory curve: from `time` on, the rank holds `held`. */
+struct memory_sample {
+  double time{0.0};
+  double held{0.0};
+
+  friend constexpr bool operator==(const memory_sample&, const memory_sample&) = default;
+};
+
+/** @brief When one rank's optimizer step ran (time unit of the cost model). */
+struct interval {
+  double start{0.0};
+  double end{0.0};
+
+  friend constexpr bool operator==(const interval&, const interval&) = default;
+};
+
+/**
+@brief What `simulate` returns.
+
+- `events`: per rank, every op with its start and end, in execution order.
+- `metrics`: span, bubble rate (idle / (p·span)) and bubble overhead (idle / busy, the
+  Megatron/BFPP normalisation), busy time per rank (see `timeline_metrics`).
+- `peak_memory[r]`: the most activation memory rank r holds at once, in the cost model's memory
+  unit (M_B for `uniform_costs`).
+- `memory[r]`: rank r's memory over time as a step function, starting with `{first start, 0}`.
+  An op's memory delta takes effect when it starts if it allocates (F) and when it ends if it
+  frees (B, W, BW), so the curve's maximum is `peak_memory[r]`. Empty when
+  `simulate_options::record_memory` is false.
+- `optimizer[r]`: rank r's optimizer step; empty unless the cost model models one
+  (`cost_model_with_optimizer`).
+- `step_time`: the time one optimizer step takes.
+  Without an optimizer model it equals `metrics.span`. With a synchronised optimizer it is from
+  the earliest first start to the end of the last optimizer step, all ranks having waited for the
+  all-reduce. With post-validation (not synchronised) each rank repeats its own ops and optimizer,
+  so it is max over ranks of (end of its optimizer − start of its first op), the span of
+  schedules.md §0 item 5 extended by the optimizer.
+*/
 struct simulation {
   timeline events;
   timeline_metrics metrics;
-  std::vector<double> peak_memory;  ///< per rank, units of M_B
+  std::vector<double> peak_memory;
+  std::vector<std::vector<memory_sample>> memory;
+  std::vector<interval> optimizer;
+  double step_time{0.0};
+};
+
+/** @brief Options of `simulate`. */
+struct simulate_options {
+  bool record_memory{true};  ///< fill `simulation::memory` (the curve over time)
 };
 
 /**
 @brief Returns, per rank, the peak of activation memory held while it runs its list in order,
-in units of M_B (the memory model of `cost_model`). It depends on the order only, not on times.
+in the cost model's memory unit. It depends on the order only, not on times.
 */
 template <cost_model Costs>
 constexpr std::vector<double> peak_memory(const schedule& s, const Costs& costs) {
@@ -42,66 +87,158 @@ constexpr std::vector<double> peak_memory(const schedule& s, const Costs& costs)
   return peak;
 }
 
+namespace detail {
+
+/**
+@brief Runs the ops of `lists` (anything with `ops(rank)` returning a span of ops and
+`rank_of(stage, microbatch)`) under the timing model and writes each rank's intervals into
+`out` (resized to p ranks). Does not validate.
+
+Each rank runs its list in order; an op starts when its rank is free and every dependency is
+ready. A rank that reaches an op whose input does not exist yet parks on that input and is
+resumed when it is produced, so every op is visited once: O(N) for N ops.
+@return false when some rank never finishes (a deadlock); `out` then holds what did run.
+*/
+template <class Lists, cost_model Costs>
+constexpr bool run_timeline(const Lists& lists, const pipeline_shape& shape, const Costs& costs, timeline& out) {
+  const auto p = static_cast<std::size_t>(shape.num_ranks);
+  const auto m = static_cast<std::size_t>(shape.num_microbatches);
+  const std::size_t cells = static_cast<std::size_t>(shape.num_stages()) * m;
+  // [cell]: end time of F / of the input-gradient producer (B or BW), −1 while not run; the rank
+  // parked on it, −1 if none. Only a rank other than the producer's can be parked on a cell.
+  std::vector<double> forward_end(cells, -1.0), gradient_end(cells, -1.0);
+  std::vector<std::int32_t> forward_waiter(cells, -1), gradient_waiter(cells, -1);
+  std::vector<std::size_t> cursor(p, 0);
+  std::vector<double> free_at(p, 0.0);
+  std::vector<std::int32_t> runnable;
+  runnable.reserve(p);
+  out.ranks.assign(p, {});
+  for (std::size_t r = p; r-- > 0;) {
+    out.ranks[r].reserve(lists.ops(static_cast<std::int32_t>(r)).size());
+    runnable.push_back(static_cast<std::int32_t>(r));
+  }
+  auto wake = [&runnable](std::int32_t& waiter) {
+    if (waiter >= 0) runnable.push_back(waiter);
+    waiter = -1;
+  };
+
+  while (!runnable.empty()) {
+    const std::int32_t r = runnable.back();
+    runnable.pop_back();
+    const auto rank = static_cast<std::size_t>(r);
+    const std::span<const op> list = lists.ops(r);
+    std::size_t c = cursor[rank];
+    double rank_free = free_at[rank];
+    auto& events = out.ranks[rank];
+    while (c < list.size()) {
+      const op& o = list[c];
+      double ready = rank_free;
+      bool blocked = false;
+      for (const dependency& d : dependencies_of(o, shape)) {
+        const std::size_t cell = static_cast<std::size_t>(d.stage) * m + static_cast<std::size_t>(d.microbatch);
+        const bool is_forward = d.kind == dependency_kind::forward;
+        const double end = is_forward ? forward_end[cell] : gradient_end[cell];
+        if (end < 0.0) {
+          (is_forward ? forward_waiter : gradient_waiter)[cell] = r;
+          blocked = true;
+          break;
+        }
+        const double delay = lists.rank_of(d.stage, d.microbatch) != r ? costs.comm_delay(d.stage, o.stage, shape) : 0.0;
+        ready = end + delay > ready ? end + delay : ready;
+      }
+      if (blocked) break;
+      const double end = ready + costs.duration(o, shape);
+      events.push_back({o, ready, end});
+      const std::size_t cell = static_cast<std::size_t>(o.stage) * m + static_cast<std::size_t>(o.microbatch);
+      if (o.kind == op_kind::forward) {
+        forward_end[cell] = end;
+        wake(forward_waiter[cell]);
+      }
+      if (produces_input_gradient(o.kind)) {
+        gradient_end[cell] = end;
+        wake(gradient_waiter[cell]);
+      }
+      rank_free = end;
+      ++c;
+    }
+    cursor[rank] = c;
+    free_at[rank] = rank_free;
+  }
+  for (std::size_t r = 0; r < p; ++r)
+    if (cursor[r] < lists.ops(static_cast<std::int32_t>(r)).size()) return false;
+  return true;
+}
+
+}  // namespace detail
+
 /**
 @brief Simulates one step of `s` under `costs`.
 
-Timing model: each rank runs its ops in order; an op starts when its rank is free and all of
-its dependencies (`dependencies_of`) are ready; a dependency produced on another rank is ready
-`costs.comm_delay(...)` after its producer ends, one on the same rank at once. Communication
-overlaps compute and links never contend.
+Timing model (DESIGN.md; schedules.md §0): each rank runs its ops in order; an op starts when its
+rank is free and all of its dependencies (`dependencies_of`) are ready; a dependency produced on
+another rank is ready `costs.comm_delay(...)` after its producer ends, one on the same rank at
+once. Communication overlaps compute and links never contend. When the cost model prices the
+optimizer (`cost_model_with_optimizer`), each rank's optimizer step follows its last op, after an
+all-reduce barrier over all ranks when it is synchronised (schedules.md §7.8).
 
 @throws validation_error if `s` is not valid (see `validate`).
-**Complexity.** O(N·p) for N ops.
+**Complexity.** O(N) after validation, for N ops.
 */
 template <cost_model Costs>
-constexpr simulation simulate(const schedule& s, const Costs& costs) {
+constexpr simulation simulate(const schedule& s, const Costs& costs, simulate_options options = {}) {
   if (auto check = validate(s); !check) throw validation_error(check.message);
   const pipeline_shape& shape = s.shape();
-  const auto m = static_cast<std::size_t>(shape.num_microbatches);
-  const std::size_t cells = static_cast<std::size_t>(shape.num_stages()) * m;
-  std::vector<double> forward_end(cells, -1.0), gradient_end(cells, -1.0);
-  auto index = [m](std::int32_t stage, std::int32_t j) {
-    return static_cast<std::size_t>(stage) * m + static_cast<std::size_t>(j);
-  };
-
   simulation out;
-  out.events.ranks.resize(static_cast<std::size_t>(shape.num_ranks));
-  std::vector<std::size_t> cursor(static_cast<std::size_t>(shape.num_ranks), 0);
-  std::vector<double> free_at(static_cast<std::size_t>(shape.num_ranks), 0.0);
-  std::size_t remaining = s.num_ops();
-  while (remaining > 0) {
-    // validate() has ruled out deadlock, so every sweep makes progress.
-    for (std::int32_t r = 0; r < shape.num_ranks; ++r) {
-      const auto list = s.ops(r);
-      auto& c = cursor[static_cast<std::size_t>(r)];
-      auto& rank_free = free_at[static_cast<std::size_t>(r)];
-      while (c < list.size()) {
-        const op& o = list[c];
-        double ready = rank_free;
-        bool blocked = false;
-        for (const dependency& d : dependencies_of(o, shape)) {
-          const double end = d.kind == dependency_kind::forward ? forward_end[index(d.stage, d.microbatch)]
-                                                                : gradient_end[index(d.stage, d.microbatch)];
-          if (end < 0.0) {
-            blocked = true;
-            break;
-          }
-          const double delay = s.rank_of(d.stage, d.microbatch) != r ? costs.comm_delay(d.stage, o.stage, shape) : 0.0;
-          ready = end + delay > ready ? end + delay : ready;
-        }
-        if (blocked) break;
-        const double end = ready + costs.duration(o, shape);
-        out.events.ranks[static_cast<std::size_t>(r)].push_back({o, ready, end});
-        if (o.kind == op_kind::forward) forward_end[index(o.stage, o.microbatch)] = end;
-        if (produces_input_gradient(o.kind)) gradient_end[index(o.stage, o.microbatch)] = end;
-        rank_free = end;
-        ++c;
-        --remaining;
+  if (!detail::run_timeline(s, shape, costs, out.events))
+    throw validation_error("invalid schedule [deadlock]: the simulation did not finish");
+  out.metrics = measure(out.events);
+  out.peak_memory = peak_memory(s, costs);
+  out.step_time = out.metrics.span;
+
+  const auto p = static_cast<std::size_t>(shape.num_ranks);
+  if (options.record_memory) {
+    out.memory.resize(p);
+    for (std::size_t r = 0; r < p; ++r) {
+      const auto& events = out.events.ranks[r];
+      auto& curve = out.memory[r];
+      curve.reserve(events.size() + 1);
+      double held = 0.0;
+      curve.push_back({events.empty() ? 0.0 : events.front().start, 0.0});
+      for (const op_timing& t : events) {
+        const double delta = costs.memory_delta(t.what, shape);
+        held += delta;
+        curve.push_back({delta > 0.0 ? t.start : t.end, held});
       }
     }
   }
-  out.metrics = measure(out.events);
-  out.peak_memory = peak_memory(s, costs);
+
+  if constexpr (cost_model_with_optimizer<Costs>) {
+    out.optimizer.resize(p);
+    double barrier = 0.0;
+    double first_start = 0.0;
+    bool any = false;
+    for (std::size_t r = 0; r < p; ++r) {
+      const auto& events = out.events.ranks[r];
+      if (events.empty()) continue;
+      barrier = !any || events.back().end > barrier ? events.back().end : barrier;
+      first_start = !any || events.front().start < first_start ? events.front().start : first_start;
+      any = true;
+    }
+    double step = 0.0;
+    double last_end = first_start;
+    for (std::size_t r = 0; r < p; ++r) {
+      const auto& events = out.events.ranks[r];
+      const optimizer_step opt = costs.optimizer(static_cast<std::int32_t>(r), shape);
+      const double own_end = events.empty() ? first_start : events.back().end;
+      const double start = opt.synchronised ? barrier + opt.sync_latency : own_end;
+      out.optimizer[r] = {start, start + opt.duration};
+      const double own_start = events.empty() ? start : events.front().start;
+      step = start + opt.duration - own_start > step ? start + opt.duration - own_start : step;
+      last_end = start + opt.duration > last_end ? start + opt.duration : last_end;
+    }
+    const bool synchronised = p > 0 && costs.optimizer(0, shape).synchronised;
+    out.step_time = synchronised ? last_end - first_start : step;
+  }
   return out;
 }
 

@@ -1,0 +1,146 @@
+// The simulator's output beyond the metrics: the memory curve, and its agreement with a plain
+// sweep simulator kept here as an oracle (the simulator was rewritten to visit every op once;
+// its results must not change).
+#include <doctest/doctest.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <stretto/stretto.hpp>
+
+namespace {
+
+using stretto::pipeline_shape;
+using stretto::schedule;
+
+/**
+The timing model of DESIGN.md written the plainest way: sweep the ranks again and again, each
+running its ops in order while their inputs exist. Returns per rank the (start, end) pairs.
+*/
+template <class Costs>
+std::vector<std::vector<std::pair<double, double>>> sweep_oracle(const schedule& s, const Costs& costs) {
+  const pipeline_shape& shape = s.shape();
+  const auto m = static_cast<std::size_t>(shape.num_microbatches);
+  std::vector<double> f_end(static_cast<std::size_t>(shape.num_stages()) * m, -1.0), g_end(f_end);
+  std::vector<std::vector<std::pair<double, double>>> out(static_cast<std::size_t>(s.num_ranks()));
+  std::vector<std::size_t> cursor(out.size(), 0);
+  std::vector<double> free_at(out.size(), 0.0);
+  bool progress = true;
+  while (progress) {
+    progress = false;
+    for (std::int32_t r = 0; r < s.num_ranks(); ++r) {
+      const auto list = s.ops(r);
+      auto& c = cursor[static_cast<std::size_t>(r)];
+      while (c < list.size()) {
+        const stretto::op& o = list[c];
+        double ready = free_at[static_cast<std::size_t>(r)];
+        bool blocked = false;
+        for (const auto& d : stretto::dependencies_of(o, shape)) {
+          const std::size_t cell = static_cast<std::size_t>(d.stage) * m + static_cast<std::size_t>(d.microbatch);
+          const double end = d.kind == stretto::dependency_kind::forward ? f_end[cell] : g_end[cell];
+          if (end < 0.0) {
+            blocked = true;
+            break;
+          }
+          const double delay = s.rank_of(d.stage, d.microbatch) != r ? costs.comm_delay(d.stage, o.stage, shape) : 0.0;
+          ready = end + delay > ready ? end + delay : ready;
+        }
+        if (blocked) break;
+        const double end = ready + costs.duration(o, shape);
+        out[static_cast<std::size_t>(r)].emplace_back(ready, end);
+        const std::size_t cell = static_cast<std::size_t>(o.stage) * m + static_cast<std::size_t>(o.microbatch);
+        if (o.kind == stretto::op_kind::forward) f_end[cell] = end;
+        if (stretto::produces_input_gradient(o.kind)) g_end[cell] = end;
+        free_at[static_cast<std::size_t>(r)] = end;
+        ++c;
+        progress = true;
+      }
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("simulator.agrees_with_sweep_oracle_on_every_policy" * doctest::timeout(60)) {
+  // Zero Bubble Table 9 times (1.5B row) and equal times, on a grid of shapes, every policy that
+  // accepts the shape: identical start and end times, op by op.
+  const stretto::sim::uniform_costs table9{18.522, 18.086, 9.337, 0.601, 1.0, 0.5};
+  const stretto::sim::uniform_costs equal{1.0, 1.0, 1.0, 0.0, 1.0, 0.5};
+  for (const auto& policy : stretto::policies::all_policies)
+    for (std::int32_t p : {1, 2, 3, 4, 8})
+      for (std::int32_t v : {1, 2})
+        for (std::int32_t m : {1, 2, p, p + 1, 2 * p, 3 * p + 1}) {
+          const pipeline_shape shape{p, m, v};
+          if (!policy.check(shape).empty()) continue;
+          const schedule s = policy.generate(shape);
+          for (const auto* costs : {&table9, &equal}) {
+            CAPTURE(policy.name);
+            CAPTURE(p);
+            CAPTURE(m);
+            CAPTURE(v);
+            const auto run = stretto::sim::simulate(s, *costs);
+            const auto expected = sweep_oracle(s, *costs);
+            REQUIRE(run.events.ranks.size() == expected.size());
+            for (std::size_t r = 0; r < expected.size(); ++r) {
+              REQUIRE(run.events.ranks[r].size() == expected[r].size());
+              for (std::size_t k = 0; k < expected[r].size(); ++k) {
+                CHECK(run.events.ranks[r][k].start == expected[r][k].first);
+                CHECK(run.events.ranks[r][k].end == expected[r][k].second);
+              }
+            }
+          }
+        }
+}
+
+TEST_CASE("simulator.memory_curve_zb_h1_p4_m8" * doctest::timeout(5)) {
+  // reference-numbers.md, equal times: ZB-H1 p = 4, m = 8 peaks at 4, 3.5, 3, 2.5 M_B. The curve
+  // starts at {first start, 0}, has one point per op, reaches the peak, and ends at 0 when the
+  // last W ends (rank 0: at 27, the span).
+  const auto s = stretto::make_schedule<stretto::policies::zb_h1>({4, 8, 1});
+  const auto run = stretto::sim::simulate(s, stretto::sim::uniform_costs{1.0, 1.0, 1.0, 0.0, 1.0, 0.5});
+  REQUIRE(run.memory.size() == 4);
+  const std::vector<double> peak{4.0, 3.5, 3.0, 2.5};
+  for (std::size_t r = 0; r < 4; ++r) {
+    CAPTURE(r);
+    const auto& curve = run.memory[r];
+    REQUIRE(curve.size() == s.ops(static_cast<std::int32_t>(r)).size() + 1);
+    CHECK(curve.front().held == 0.0);
+    CHECK(curve.front().time == run.events.ranks[r].front().start);
+    CHECK(curve.back().held == 0.0);
+    CHECK(curve.back().time == run.events.ranks[r].back().end);
+    double highest = 0.0;
+    for (std::size_t k = 1; k < curve.size(); ++k) {
+      highest = curve[k].held > highest ? curve[k].held : highest;
+      CHECK(curve[k].time >= curve[k - 1].time);
+    }
+    CHECK(highest == peak[r]);
+  }
+  CHECK(run.memory[0].back().time == 27.0);
+  // Rank 3 runs F0 first: its activation is held from F0's start (time 3), not its end.
+  CHECK(run.memory[3][1] == stretto::sim::memory_sample{3.0, 1.0});
+}
+
+TEST_CASE("simulator.memory_curve_can_be_skipped" * doctest::timeout(5)) {
+  const auto s = stretto::make_schedule<stretto::policies::one_f_one_b>({4, 8, 1});
+  const auto run = stretto::sim::simulate(s, stretto::sim::uniform_costs{}, {.record_memory = false});
+  CHECK(run.memory.empty());
+  CHECK(run.peak_memory == std::vector<double>{4.0, 3.0, 2.0, 1.0});
+}
+
+TEST_CASE("simulator.rejects_a_deadlocked_schedule" * doctest::timeout(5)) {
+  // Rank 1 runs F(1, 1) before BW(1, 0); F(1, 1) needs F(0, 1), which rank 0 runs after
+  // BW(0, 0), which needs BW(1, 0): a cycle.
+  schedule s({2, 2, 1}, stretto::placement_kind::linear);
+  using stretto::op;
+  using stretto::op_kind;
+  for (op o : {op{op_kind::forward, 0, 0}, op{op_kind::backward, 0, 0}, op{op_kind::forward, 0, 1},
+               op{op_kind::backward, 0, 1}})
+    s.push_back(0, o);
+  for (op o : {op{op_kind::forward, 1, 0}, op{op_kind::forward, 1, 1}, op{op_kind::backward, 1, 0},
+               op{op_kind::backward, 1, 1}})
+    s.push_back(1, o);
+  CHECK_THROWS_AS(stretto::sim::simulate(s, stretto::sim::uniform_costs{}), stretto::validation_error);
+}
