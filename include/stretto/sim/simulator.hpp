@@ -192,24 +192,30 @@ constexpr simulation simulate(const schedule& s, const Costs& costs, simulate_op
   if (!detail::run_timeline(s, shape, costs, out.events))
     throw validation_error("invalid schedule [deadlock]: the simulation did not finish");
   out.metrics = measure(out.events);
-  out.peak_memory = peak_memory(s, costs);
   out.step_time = out.metrics.span;
 
   const auto p = static_cast<std::size_t>(shape.num_ranks);
   if (options.record_memory) {
+    // One pass for the curve and the peak (the same sums, in the same order, as `peak_memory`).
     out.memory.resize(p);
+    out.peak_memory.assign(p, 0.0);
     for (std::size_t r = 0; r < p; ++r) {
       const auto& events = out.events.ranks[r];
       auto& curve = out.memory[r];
       curve.reserve(events.size() + 1);
       double held = 0.0;
+      double peak = 0.0;
       curve.push_back({events.empty() ? 0.0 : events.front().start, 0.0});
       for (const op_timing& t : events) {
         const double delta = costs.memory_delta(t.what, shape);
         held += delta;
+        peak = held > peak ? held : peak;
         curve.push_back({delta > 0.0 ? t.start : t.end, held});
       }
+      out.peak_memory[r] = peak;
     }
+  } else {
+    out.peak_memory = peak_memory(s, costs);
   }
 
   if constexpr (cost_model_with_optimizer<Costs>) {

@@ -1,0 +1,91 @@
+/**
+@file
+@brief Simulator throughput, and the cost of the automatic scheduler.
+
+- `simulate/<policy>/p:<ranks>/m:<microbatches>/<costs>`: `sim::simulate` on a schedule
+  generated once (outside the timed loop), under `uniform_costs` or per-stage `stage_costs`
+  (Zero Bubble Table 9 times, 1.5B row). `simulate` validates the schedule first, as every
+  caller pays; `/no_memory_curve` skips the memory curve.
+- `auto_schedule/zb-<k>p/p:8/m:<m>`: the heuristic with all 8 switch combinations plus the
+  refinement, for the Table 5 rows (ms costs).
+
+**Counters.** `ops`: ops per schedule; `ops/s`: simulated ops per second of CPU time
+(`kIsRate`); the target is ≥ 10 M ops/s on one core. `span` and `bubble_rate`: the simulated
+step, computed once outside the timed loop.
+*/
+
+#include <cstdint>
+#include <string>
+
+#include <benchmark/benchmark.h>
+
+#include <stretto/policies/registry.hpp>
+#include <stretto/sim/auto_schedule.hpp>
+#include <stretto/sim/cost_model.hpp>
+#include <stretto/sim/simulator.hpp>
+
+namespace {
+
+using stretto::pipeline_shape;
+
+constexpr stretto::sim::uniform_costs table9{18.522, 18.086, 9.337, 0.601, 1.0, 0.5};
+
+template <class Costs>
+void run_simulate(benchmark::State& state, const stretto::schedule& s, const Costs& costs,
+                  stretto::sim::simulate_options options) {
+  const stretto::sim::simulation reference = stretto::sim::simulate(s, costs, options);
+  for (auto _ : state) {
+    stretto::sim::simulation run = stretto::sim::simulate(s, costs, options);
+    benchmark::DoNotOptimize(run);
+    benchmark::ClobberMemory();
+  }
+  const auto ops = static_cast<double>(s.num_ops());
+  state.counters["ops"] = benchmark::Counter(ops);
+  state.counters["ops/s"] =
+      benchmark::Counter(ops * static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
+  state.counters["span"] = benchmark::Counter(reference.metrics.span);
+  state.counters["bubble_rate"] = benchmark::Counter(reference.metrics.bubble_rate);
+}
+
+void run_auto_schedule(benchmark::State& state, pipeline_shape shape, double factor) {
+  const double limit = stretto::sim::zb_memory_limit(shape, table9, factor);
+  const auto reference = stretto::sim::auto_schedule_detailed(shape, table9, limit);
+  for (auto _ : state) {
+    stretto::schedule plan = stretto::sim::auto_schedule(shape, table9, limit);
+    benchmark::DoNotOptimize(plan);
+  }
+  state.counters["ops"] = benchmark::Counter(static_cast<double>(reference.plan.num_ops()));
+  state.counters["span"] = benchmark::Counter(reference.span);
+  state.counters["heuristic_span"] = benchmark::Counter(reference.heuristic_span);
+}
+
+bool register_benchmarks() {
+  for (const char* policy : {"1f1b", "zb-h1"})
+    for (const pipeline_shape shape : {pipeline_shape{8, 32, 1}, pipeline_shape{32, 256, 1}}) {
+      const std::string base = std::string("simulate/") + policy + "/p:" + std::to_string(shape.num_ranks) +
+                               "/m:" + std::to_string(shape.num_microbatches);
+      const stretto::schedule s = stretto::policies::make_schedule(policy, shape);
+      const stretto::sim::stage_costs per_stage = stretto::sim::stage_costs::from(table9, shape);
+      benchmark::RegisterBenchmark((base + "/uniform").c_str(), [s](benchmark::State& state) {
+        run_simulate(state, s, table9, {});
+      })->Unit(benchmark::kMicrosecond);
+      benchmark::RegisterBenchmark((base + "/uniform/no_memory_curve").c_str(), [s](benchmark::State& state) {
+        run_simulate(state, s, table9, {.record_memory = false});
+      })->Unit(benchmark::kMicrosecond);
+      benchmark::RegisterBenchmark((base + "/stage_costs").c_str(), [s, per_stage](benchmark::State& state) {
+        run_simulate(state, s, per_stage, {});
+      })->Unit(benchmark::kMicrosecond);
+    }
+  for (const std::int32_t m : {24, 32, 64})
+    for (const double factor : {1.0, 2.0}) {
+      const std::string name = std::string("auto_schedule/zb-") + (factor == 1.0 ? "1" : "2") + "p/p:8/m:" +
+                               std::to_string(m);
+      benchmark::RegisterBenchmark(name.c_str(), run_auto_schedule, pipeline_shape{8, m, 1}, factor)
+          ->Unit(benchmark::kMillisecond);
+    }
+  return true;
+}
+
+[[maybe_unused]] const bool registered = register_benchmarks();
+
+}  // namespace
