@@ -18,6 +18,7 @@ validation, simulator, exporters).
 #include "policies/zero_bubble.hpp"
 #include "sim/auto_schedule.hpp"
 #include "sim/cost_model.hpp"
+#include "sim/profile.hpp"
 #include "sim/refine.hpp"
 #include "sim/simulator.hpp"
 #include "sim/timeline.hpp"
