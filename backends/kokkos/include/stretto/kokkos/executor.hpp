@@ -18,6 +18,7 @@ functions on `Kokkos::View`s and moving activations and gradients through a `str
 #include <utility>
 #include <vector>
 
+#include <stretto/compile_time/static_schedule.hpp>
 #include <stretto/core/dependencies.hpp>
 #include <stretto/core/errors.hpp>
 #include <stretto/core/schedule.hpp>
@@ -103,6 +104,9 @@ the op and the message they wait for (see the transport's timeout).
 */
 template <stage_model Model, transport Comm>
 class executor {
+  struct validate_at_run_time {};       // tags of the private constructor: whether to validate
+  struct validated_at_compile_time {};  // the schedule, or trust the compiler's validation
+
  public:
   using matrix_type = typename Model::matrix_type;
   using scalar_type = typename matrix_type::non_const_value_type;
@@ -111,8 +115,28 @@ class executor {
   using clock = std::chrono::steady_clock;
 
   executor(const schedule& s, Model& model, Comm& comm, executor_options options = {})
+      : executor(s, model, comm, options, validate_at_run_time{}) {}
+
+  /**
+  @brief Runs a schedule generated and validated at compile time
+  (`stretto::compile_time::static_schedule`), e.g. `executor exec(static_schedule<zb_h1, pipeline_shape{4, 8, 1}>{}, model, comm)`.
+
+  This rank's op list is read in place from the constant table and the schedule is not validated
+  again; `plan()` holds the equal run-time `schedule` (`s.to_schedule()`) for message routing.
+  @throws argument_error if the transport's rank is not one of the schedule's ranks.
+  */
+  template <schedule_policy Policy, pipeline_shape Shape>
+  executor(compile_time::static_schedule<Policy, Shape> s, Model& model, Comm& comm, executor_options options = {})
+      : executor(s.to_schedule(), model, comm, options, validated_at_compile_time{}) {
+    static_ops_ = s.ops(rank_);
+  }
+
+ private:
+  template <class Validated>
+  executor(const schedule& s, Model& model, Comm& comm, executor_options options, Validated)
       : schedule_(s), model_(model), comm_(comm), options_(options), rank_(comm.rank()) {
-    if (auto check = validate(s); !check) throw validation_error(check.message);
+    if constexpr (!std::is_same_v<Validated, validated_at_compile_time>)
+      if (auto check = validate(s); !check) throw validation_error(check.message);
     if (rank_ < 0 || rank_ >= s.num_ranks())
       throw argument_error(stretto::detail::cat("stretto::kokkos::executor: transport rank ", rank_,
                                                 " is outside the schedule's ", s.num_ranks(), " ranks"));
@@ -122,6 +146,7 @@ class executor {
     gradient_in_.resize(cells);
   }
 
+ public:
   const schedule& plan() const noexcept { return schedule_; }
 
   /**
@@ -130,7 +155,7 @@ class executor {
   barrier on every rank).
   */
   step_record run_step(clock::time_point origin = clock::now()) {
-    return run(schedule_.ops(rank_), origin, false);
+    return run(static_ops_.data() != nullptr ? static_ops_ : schedule_.ops(rank_), origin, false);
   }
 
   /**
@@ -319,6 +344,7 @@ class executor {
   }
 
   schedule schedule_;
+  std::span<const op> static_ops_{};  // this rank's ops in a compile-time table; empty: schedule_'s
   Model& model_;
   Comm& comm_;
   executor_options options_;
