@@ -6,6 +6,9 @@
 stretto-plan list
 stretto-plan simulate --schedule zb-h1 --ranks 4 --microbatches 8 \
     --t-forward 1 --t-backward 1 --t-weight 1 --t-comm 0 --format json
+stretto-plan simulate --schedule auto --memory-limit 12 --ranks 8 --microbatches 24 --costs costs.json
+stretto-plan compare --ranks 8 --microbatches 24 --t-forward 18.522 --t-backward 18.086 \
+    --t-weight 9.337 --t-comm 0.601
 @endcode
 
 **Errors.** Every bad argument, whether CLI11 or Stretto finds it, ends the program with exactly
@@ -31,6 +34,8 @@ exits with status 1. `--help` prints the usage on stdout and exits with status 0
 #include <stretto/core/errors.hpp>
 #include <stretto/policies/registry.hpp>
 
+#include "automatic.hpp"
+#include "compare.hpp"
 #include "plan.hpp"
 
 namespace {
@@ -95,6 +100,8 @@ struct simulate_arguments {
   std::string activation_memory{"1"};
   std::string weight_memory{"0.5"};
   std::string format{"table"};
+  std::string costs_file;    // --costs FILE: per-stage costs instead of --t-*
+  std::string memory_limit;  // --memory-limit X, for --schedule auto and the auto row of compare
 };
 
 /** @brief Converts the typed options. @throws stretto::argument_error for a malformed number. */
@@ -104,22 +111,41 @@ stretto_plan::simulate_request to_request(const simulate_arguments& args) {
   request.shape.num_ranks = parse_count("--ranks", args.ranks);
   request.shape.num_microbatches = parse_count("--microbatches", args.microbatches);
   request.shape.num_chunks = parse_count("--chunks", args.chunks);
-  request.costs.t_forward = parse_amount("--t-forward", args.t_forward);
-  request.costs.t_backward_input = parse_amount("--t-backward", args.t_backward);
-  request.costs.t_backward_weight = parse_amount("--t-weight", args.t_weight);
-  request.costs.t_comm = parse_amount("--t-comm", args.t_comm);
+  const std::pair<const char*, const std::string*> times[] = {
+      {"--t-forward", &args.t_forward}, {"--t-backward", &args.t_backward},
+      {"--t-weight", &args.t_weight}, {"--t-comm", &args.t_comm}};
+  for (const auto& [option, text] : times) {
+    if (args.costs_file.empty() && text->empty())
+      throw stretto::argument_error(std::string(option) + " is required (or give every time per stage with --costs FILE)");
+    if (!args.costs_file.empty() && !text->empty())
+      throw stretto::argument_error(std::string(option) + " cannot be combined with --costs, whose file gives the times");
+  }
+  if (args.costs_file.empty()) {
+    request.costs.t_forward = parse_amount("--t-forward", args.t_forward);
+    request.costs.t_backward_input = parse_amount("--t-backward", args.t_backward);
+    request.costs.t_backward_weight = parse_amount("--t-weight", args.t_weight);
+    request.costs.t_comm = parse_amount("--t-comm", args.t_comm);
+  } else {
+    request.costs_file = args.costs_file;
+    request.stage_costs = stretto_plan::read_costs_file(args.costs_file, request.shape);
+  }
+  if (!args.memory_limit.empty()) request.memory_limit = parse_amount("--memory-limit", args.memory_limit);
   request.costs.activation_memory = parse_amount("--activation-memory", args.activation_memory);
   request.costs.weight_gradient_memory = parse_amount("--weight-memory", args.weight_memory);
   request.format = args.format;
   return request;
 }
 
-/** @brief Declares the `simulate` options of `command`, bound to `args`. */
-void add_simulate_options(CLI::App& command, simulate_arguments& args) {
-  command.add_option("--schedule", args.schedule,
-                     "Schedule policy: one of " + stretto::policies::policy_names() + " (see 'stretto-plan list')")
-      ->required()
-      ->type_name("NAME");
+/**
+@brief Declares the `simulate` options of `command` (without `--schedule` for `compare`), bound
+to `args`.
+*/
+void add_simulate_options(CLI::App& command, simulate_arguments& args, bool with_schedule = true) {
+  if (with_schedule)
+    command.add_option("--schedule", args.schedule,
+                       "Schedule: one of " + stretto_plan::schedule_names() + " (see 'stretto-plan list')")
+        ->required()
+        ->type_name("NAME");
   command.add_option("--ranks", args.ranks, "Pipeline ranks p (>= 1)")->required()->type_name("P");
   command.add_option("--microbatches", args.microbatches, "Microbatches m per optimizer step (>= 1)")
       ->required()
@@ -128,18 +154,14 @@ void add_simulate_options(CLI::App& command, simulate_arguments& args) {
       ->capture_default_str()
       ->type_name("V");
   command.add_option("--t-forward", args.t_forward, "T_F: forward time of one microbatch on one rank (>= 0)")
-      ->required()
       ->type_name("TF");
   command
       .add_option("--t-backward", args.t_backward,
                   "T_B: input-gradient backward time (>= 0); a fused BW takes T_B + T_W")
-      ->required()
       ->type_name("TB");
   command.add_option("--t-weight", args.t_weight, "T_W: weight-gradient backward time (>= 0)")
-      ->required()
       ->type_name("TW");
   command.add_option("--t-comm", args.t_comm, "T_comm: delay of each message between ranks (>= 0)")
-      ->required()
       ->type_name("TC");
   command
       .add_option("--activation-memory", args.activation_memory,
@@ -154,6 +176,15 @@ void add_simulate_options(CLI::App& command, simulate_arguments& args) {
   command.add_option("--format", args.format, "Report format: table or json")
       ->capture_default_str()
       ->type_name("{table,json}");
+  command
+      .add_option("--costs", args.costs_file,
+                  "JSON file of per-stage costs (keys forward, backward_input, backward_weight, latency, ...), "
+                  "instead of --t-forward/--t-backward/--t-weight/--t-comm")
+      ->type_name("FILE");
+  command
+      .add_option("--memory-limit", args.memory_limit,
+                  "Activation memory per rank for --schedule auto, in units of --activation-memory (zb-1p: p, zb-2p: 2p)")
+      ->type_name("X");
 }
 
 /** @brief Runs `stretto-plan simulate`; returns the exit status. */
@@ -165,6 +196,26 @@ int run_simulate(const simulate_arguments& args) {
     stretto_plan::write_json(std::cout, request, result);
   else
     stretto_plan::write_table(std::cout, request, result);
+  return std::cout.flush() ? 0 : exit_internal_error;
+}
+
+/** @brief Runs `stretto-plan compare`; returns the exit status. */
+int run_compare(const simulate_arguments& args, bool chunks_given) {
+  simulate_arguments checked = args;
+  checked.schedule = "1f1b";  // checks the shape and the numbers as `simulate` does
+  stretto_plan::simulate_request request = to_request(checked);
+  const stretto_plan::output_format format = stretto_plan::check_request(request);
+  stretto_plan::compare_request compare;
+  compare.shape = request.shape;
+  compare.chunks_given = chunks_given;
+  compare.costs = request.costs;
+  compare.stage_costs = request.stage_costs;
+  compare.memory_limit = request.memory_limit;
+  const stretto_plan::compare_result result = stretto_plan::run_compare(compare);
+  if (format == stretto_plan::output_format::json)
+    stretto_plan::write_compare_json(std::cout, compare, result);
+  else
+    stretto_plan::write_compare_table(std::cout, compare, result);
   return std::cout.flush() ? 0 : exit_internal_error;
 }
 
@@ -185,12 +236,21 @@ int main(int argc, char** argv) {
       "Exit status: 0 on success, 2 for a bad argument, 1 for an internal error.");
   simulate_arguments args;
   add_simulate_options(*simulate, args);
+  CLI::App* compare = app.add_subcommand(
+      "compare", "Simulate every schedule that applies to one shape and cost model; rank them by span, with the "
+                 "speed-up over 1F1B and the peak memory per rank");
+  compare->footer(
+      "Lists every policy of 'stretto-plan list' whose shape rules accept the shape (with --chunks unset, a policy\n"
+      "that needs several chunks per rank gets 2), plus zb-1p and zb-2p, and auto with --memory-limit.\n"
+      "Exit status: 0 on success, 2 for a bad argument, 1 for an internal error.");
+  simulate_arguments compare_args;
+  add_simulate_options(*compare, compare_args, false);
 
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     if (e.get_exit_code() == static_cast<int>(CLI::ExitCodes::Success)) return app.exit(e);  // --help
-    if (!list->parsed() && !simulate->parsed()) {
+    if (!list->parsed() && !simulate->parsed() && !compare->parsed()) {
       std::string commands;
       for (const CLI::App* command : std::as_const(app).get_subcommands([](const CLI::App*) { return true; }))
         commands += (commands.empty() ? "" : ", ") + command->get_name();
@@ -200,8 +260,8 @@ int main(int argc, char** argv) {
                       "; run 'stretto-plan --help' for usage",
                   exit_bad_argument);
     }
-    return fail(std::string(e.what()) + "; run 'stretto-plan " + (simulate->parsed() ? "simulate " : "") +
-                    "--help' for usage",
+    return fail(std::string(e.what()) + "; run 'stretto-plan " +
+                    (simulate->parsed() ? "simulate " : (compare->parsed() ? "compare " : "")) + "--help' for usage",
                 exit_bad_argument);
   }
 
@@ -210,6 +270,7 @@ int main(int argc, char** argv) {
       stretto_plan::write_policy_list(std::cout);
       return std::cout.flush() ? 0 : exit_internal_error;
     }
+    if (compare->parsed()) return run_compare(compare_args, compare->count("--chunks") > 0);
     return run_simulate(args);
   } catch (const stretto::validation_error& e) {
     return fail(std::string("internal: the generated schedule is invalid: ") + e.what(), exit_internal_error);

@@ -12,6 +12,8 @@
 #include <stretto/core/errors.hpp>
 #include <stretto/core/schedule.hpp>
 
+#include "automatic.hpp"
+
 namespace stretto_plan {
 
 namespace {
@@ -45,7 +47,7 @@ void require_non_negative(std::string_view option, double value) {
 }  // namespace
 
 output_format check_request(const simulate_request& request) {
-  const stretto::policies::policy_info& policy = stretto::policies::find_policy(request.schedule_name);
+  const stretto::policies::policy_info& policy = find_schedule(request.schedule_name);
 
   const stretto::pipeline_shape& shape = request.shape;
   require_at_least_one("--ranks", shape.num_ranks);
@@ -82,15 +84,43 @@ output_format check_request(const simulate_request& request) {
   else
     throw stretto::argument_error("--format must be table or json (got '" + request.format + "')");
 
+  if (request.memory_limit && !(*request.memory_limit > 0.0))
+    throw stretto::argument_error("--memory-limit must be a number > 0 (got " + format_number(*request.memory_limit) + ")");
+
   if (std::string problem = policy.check(shape); !problem.empty()) throw stretto::shape_error(problem);
   return format;
 }
 
+namespace {
+
+/** @brief Generates (or plans) and simulates the request's schedule under `costs`. */
+template <class Costs>
+void simulate_with(const simulate_request& request, const Costs& costs, simulate_result& result,
+                   stretto::schedule& schedule) {
+  if (const automatic_schedule* automatic = find_automatic(request.schedule_name)) {
+    automatic_plan plan = make_automatic(*automatic, request.shape, costs, request.memory_limit);
+    result.memory_limit = plan.memory_limit;
+    result.heuristic_span = plan.result.heuristic_span;
+    schedule = std::move(plan.result.plan);
+  } else {
+    if (request.memory_limit)
+      throw stretto::argument_error("--memory-limit applies to --schedule auto only (got --schedule " +
+                                    request.schedule_name + ")");
+    schedule = stretto::policies::make_schedule(request.schedule_name, request.shape);
+  }
+  result.run = stretto::sim::simulate(schedule, costs);  // validates first
+}
+
+}  // namespace
+
 simulate_result run_simulation(const simulate_request& request) {
   simulate_result result;
-  result.policy = &stretto::policies::find_policy(request.schedule_name);
-  const stretto::schedule schedule = stretto::policies::make_schedule(request.schedule_name, request.shape);
-  result.run = stretto::sim::simulate(schedule, request.costs);  // validates first
+  result.policy = &find_schedule(request.schedule_name);
+  stretto::schedule schedule;
+  if (request.stage_costs)
+    simulate_with(request, *request.stage_costs, result, schedule);
+  else
+    simulate_with(request, request.costs, result, schedule);
   result.ops_per_rank.reserve(static_cast<std::size_t>(schedule.num_ranks()));
   for (std::int32_t r = 0; r < schedule.num_ranks(); ++r) result.ops_per_rank.push_back(schedule.ops(r).size());
   return result;
@@ -108,15 +138,24 @@ void write_table(std::ostream& out, const simulate_request& request, const simul
   label("shape") << shape.num_ranks << " ranks, " << shape.num_microbatches << " microbatches, "
                  << shape.num_chunks << (shape.num_chunks == 1 ? " chunk" : " chunks") << " per rank ("
                  << stretto::to_string(result.policy->placement) << " placement)\n";
-  label("times") << "T_F " << format_number(costs.t_forward) << ", T_B " << format_number(costs.t_backward_input)
-                 << ", T_W " << format_number(costs.t_backward_weight) << " (fused BW "
-                 << format_number(costs.t_backward_input + costs.t_backward_weight) << "), T_comm "
-                 << format_number(costs.t_comm) << "\n";
-  label("memory") << "M_B " << format_number(costs.activation_memory) << ", M_W "
-                  << format_number(costs.weight_gradient_memory) << "\n";
+  if (request.stage_costs) {
+    label("costs") << "per stage, from " << request.costs_file << "\n";
+  } else {
+    label("times") << "T_F " << format_number(costs.t_forward) << ", T_B " << format_number(costs.t_backward_input)
+                   << ", T_W " << format_number(costs.t_backward_weight) << " (fused BW "
+                   << format_number(costs.t_backward_input + costs.t_backward_weight) << "), T_comm "
+                   << format_number(costs.t_comm) << "\n";
+    label("memory") << "M_B " << format_number(costs.activation_memory) << ", M_W "
+                    << format_number(costs.weight_gradient_memory) << "\n";
+  }
+  if (result.memory_limit)
+    label("memory limit") << format_number(*result.memory_limit) << "  (heuristic span "
+                          << format_number(result.heuristic_span) << ", refined)\n";
   label("span") << format_number(metrics.span) << "\n";
   label("bubble rate") << format_fixed(metrics.bubble_rate, 4) << "  (idle / (ranks x span))\n";
   label("bubble overhead") << format_fixed(metrics.bubble_overhead, 4) << "  (idle / busy)\n";
+  if (!result.run.optimizer.empty())
+    label("step time") << format_number(result.run.step_time) << "  (with the optimizer step)\n";
   out << "\n";
 
   out << std::setw(6) << "rank" << std::setw(10) << "ops" << std::setw(14) << "busy" << std::setw(14) << "idle"
@@ -137,20 +176,44 @@ void write_json(std::ostream& out, const simulate_request& request, const simula
   report["ranks"] = request.shape.num_ranks;
   report["microbatches"] = request.shape.num_microbatches;
   report["chunks"] = request.shape.num_chunks;
-  report["costs"] = {
-      {"t_forward", costs.t_forward},
-      {"t_backward", costs.t_backward_input},
-      {"t_weight", costs.t_backward_weight},
-      {"t_comm", costs.t_comm},
-      {"activation_memory", costs.activation_memory},
-      {"weight_memory", costs.weight_gradient_memory},
-  };
+  if (request.stage_costs) {
+    const stretto::sim::stage_costs& c = *request.stage_costs;
+    report["costs"] = {
+        {"file", request.costs_file},
+        {"forward", c.forward},
+        {"backward_input", c.backward_input},
+        {"backward_weight", c.backward_weight},
+        {"latency", c.latency},
+        {"bandwidth", c.bandwidth},
+        {"activation_memory", c.activation_memory},
+        {"weight_gradient_memory", c.weight_gradient_memory},
+    };
+  } else {
+    report["costs"] = {
+        {"t_forward", costs.t_forward},
+        {"t_backward", costs.t_backward_input},
+        {"t_weight", costs.t_backward_weight},
+        {"t_comm", costs.t_comm},
+        {"activation_memory", costs.activation_memory},
+        {"weight_memory", costs.weight_gradient_memory},
+    };
+  }
   report["span"] = metrics.span;
   report["bubble_rate"] = metrics.bubble_rate;
   report["bubble_overhead"] = metrics.bubble_overhead;
   report["peak_memory"] = result.run.peak_memory;
   report["busy"] = metrics.busy;
   report["ops_per_rank"] = result.ops_per_rank;
+  if (result.memory_limit) {
+    report["memory_limit"] = *result.memory_limit;
+    report["heuristic_span"] = result.heuristic_span;
+  }
+  if (!result.run.optimizer.empty()) {
+    report["step_time"] = result.run.step_time;
+    nlohmann::ordered_json optimizer = nlohmann::ordered_json::array();
+    for (const auto& step : result.run.optimizer) optimizer.push_back({step.start, step.end});
+    report["optimizer"] = std::move(optimizer);
+  }
   out << report.dump(2) << "\n";
 }
 
@@ -160,6 +223,9 @@ void write_policy_list(std::ostream& out) {
   for (const auto& policy : stretto::policies::all_policies)
     out << std::left << std::setw(static_cast<int>(width + 2)) << policy.name << std::setw(10)
         << stretto::to_string(policy.placement) << std::right << policy.summary << "\n";
+  for (const automatic_schedule& a : automatic_schedules())  // planned from the costs
+    out << std::left << std::setw(static_cast<int>(width + 2)) << a.info.name << std::setw(10)
+        << stretto::to_string(a.info.placement) << std::right << a.info.summary << "\n";
 }
 
 }  // namespace stretto_plan

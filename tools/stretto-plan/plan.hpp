@@ -9,6 +9,7 @@ that `main.cpp` only parses arguments and maps exceptions to exit codes.
 #include <cstddef>
 #include <cstdint>
 #include <iosfwd>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -28,10 +29,13 @@ enum class output_format : std::uint8_t { table, json };
 units of M_B (`costs.activation_memory` is M_B itself, 1 by default).
 */
 struct simulate_request {
-  std::string schedule_name;          ///< a name from `stretto::policies::all_policies`
+  std::string schedule_name;          ///< a name from `stretto::policies::all_policies`, or zb-1p, zb-2p, auto
   stretto::pipeline_shape shape{};    ///< p, m, v as given
   stretto::sim::uniform_costs costs;  ///< T_F, T_B, T_W, T_comm, M_B, M_W as given
   std::string format{"table"};        ///< "table" or "json"
+  std::string costs_file;             ///< `--costs FILE`; empty when the times were given as options
+  std::optional<stretto::sim::stage_costs> stage_costs;  ///< read from `costs_file`; replaces `costs`
+  std::optional<double> memory_limit;  ///< `--memory-limit`, for `--schedule auto`
 };
 
 /**
@@ -47,6 +51,8 @@ struct simulate_result {
   const stretto::policies::policy_info* policy{nullptr};
   stretto::sim::simulation run;
   std::vector<std::size_t> ops_per_rank;  ///< [rank] number of ops in that rank's list
+  std::optional<double> memory_limit;     ///< the limit an automatic schedule (zb-1p, zb-2p, auto) kept to
+  double heuristic_span{0.0};             ///< an automatic schedule's span before its refinement
 };
 
 /**
@@ -76,6 +82,9 @@ void write_table(std::ostream& out, const simulate_request& request, const simul
 /**
 @brief Writes the report as one JSON object (keys: schedule, ranks, microbatches, chunks, costs,
 span, bubble_rate, bubble_overhead, peak_memory, busy, ops_per_rank), followed by a newline.
+With `--costs`, `costs` holds the per-stage arrays of the file. Automatic schedules add
+memory_limit and heuristic_span; a cost file with `optimizer_time` adds step_time and optimizer
+(per rank [start, end]).
 */
 void write_json(std::ostream& out, const simulate_request& request, const simulate_result& result);
 

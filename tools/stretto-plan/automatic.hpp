@@ -1,0 +1,87 @@
+#pragma once
+/**
+@file
+@brief The schedules `stretto-plan` plans from costs rather than from the shape alone: ZB-1p,
+ZB-2p and `auto` (the Zero Bubble heuristic under a memory limit, `stretto::sim::auto_schedule`;
+schedules.md §7.4–§7.5), and the per-stage cost file that `--costs` reads.
+*/
+
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include <stretto/core/schedule.hpp>
+#include <stretto/core/shape.hpp>
+#include <stretto/policies/registry.hpp>
+#include <stretto/sim/auto_schedule.hpp>
+#include <stretto/sim/cost_model.hpp>
+
+namespace stretto_plan {
+
+/**
+@brief A schedule found by the automatic scheduler, seen as a `policy_info` so that reports
+treat it like any policy (`info.generate` is null: it needs costs, see `make_automatic`).
+
+`memory_factor` k sets the memory limit k·p·M_B (ZB-1p: 1, ZB-2p: 2); 0 means the limit comes
+from `--memory-limit` (`auto`).
+*/
+struct automatic_schedule {
+  stretto::policies::policy_info info;
+  double memory_factor;
+};
+
+/** @brief zb-1p, zb-2p and auto, in the order `stretto-plan` lists them. */
+std::span<const automatic_schedule> automatic_schedules();
+
+/** @brief The automatic schedule called `name`, or null. */
+const automatic_schedule* find_automatic(std::string_view name);
+
+/** @brief Every valid `--schedule` name: the policies' and the automatic ones, joined by ", ". */
+std::string schedule_names();
+
+/**
+@brief Returns the policy or automatic schedule called `name`.
+@throws stretto::argument_error listing every valid name when there is none.
+*/
+const stretto::policies::policy_info& find_schedule(std::string_view name);
+
+/** @brief The outcome of `make_automatic`. */
+struct automatic_plan {
+  stretto::sim::auto_schedule_result result;
+  double memory_limit{0.0};  ///< the limit used, in the cost model's memory unit
+};
+
+/**
+@brief Plans `which` for `shape` under `costs` (`uniform_costs` or `stage_costs`).
+@param memory_limit `--memory-limit`, required for `auto` and rejected for zb-1p / zb-2p.
+@throws stretto::argument_error for a missing, superfluous or too small limit;
+stretto::shape_error for a shape the scheduler rejects.
+*/
+template <class Costs>
+automatic_plan make_automatic(const automatic_schedule& which, const stretto::pipeline_shape& shape,
+                              const Costs& costs, std::optional<double> memory_limit);
+
+extern template automatic_plan make_automatic(const automatic_schedule&, const stretto::pipeline_shape&,
+                                              const stretto::sim::uniform_costs&, std::optional<double>);
+extern template automatic_plan make_automatic(const automatic_schedule&, const stretto::pipeline_shape&,
+                                              const stretto::sim::stage_costs&, std::optional<double>);
+
+/**
+@brief Reads per-stage costs from the JSON file `path` for a pipeline of `shape`.
+
+The file is one object whose keys are `stage_costs`' fields: `forward`, `backward_input`,
+`backward_weight` (required), `latency`, `bandwidth`, `activation_bytes`, `gradient_bytes`,
+`activation_memory`, `weight_gradient_memory`, `optimizer_time`, `synchronised_optimizer`,
+`sync_latency` (optional). A per-stage field is an array of p·v numbers (one per stage of the
+model, i.e. per chunk when v > 1, no division by v) or one number for every stage;
+`optimizer_time` has one entry per rank.
+@code{.json}
+{"forward": [18.5, 18.5, 19.0, 18.5], "backward_input": 18.1, "backward_weight": 9.3, "latency": 0.6}
+@endcode
+@throws stretto::argument_error naming the file and the key for an unreadable file, bad JSON, an
+unknown key, a wrong length or a bad number.
+*/
+stretto::sim::stage_costs read_costs_file(const std::string& path, const stretto::pipeline_shape& shape);
+
+}  // namespace stretto_plan
