@@ -13,6 +13,9 @@
 // the executor's own timeline beside the one simulated from the measured per-stage op times.
 //
 //   scripts/launch.sh -n 4 build/examples/fashion_mnist/stretto.example.fashion_mnist --schedule zb-h1
+//
+// With --schedule auto it runs ZB-H1 for --profile-steps steps while measuring each stage's F, B and
+// W times, then re-plans with the Zero Bubble scheduler under --memory-limit (profile-guided).
 
 #include <mpi.h>
 
@@ -25,7 +28,9 @@
 #include <cstdio>
 #include <filesystem>
 #include <numeric>
+#include <optional>
 #include <random>
+#include <span>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -55,6 +60,8 @@ struct options {
   std::int64_t train_samples = 0;  // 0: all
   std::string hidden = "512,512,256";
   double timeout = 300.0;
+  double memory_limit = 0.0;        // --schedule auto: activation memory per rank in M_B; 0: 2p (ZB-2p)
+  std::int64_t profile_steps = 10;  // --schedule auto: steps of ZB-H1 measured before re-planning
 };
 
 // An error that every rank detected identically (arguments, shapes): printed once, exit 2.
@@ -111,6 +118,21 @@ struct op_time_sums {
   }
 };
 
+// Profile-guided re-planning (--schedule auto), as the Zero Bubble runtime does: the op times this
+// rank measured, summed over ranks on rank 0 and broadcast so that every rank plans from the same
+// numbers, become per-stage costs; the automatic scheduler plans from them (deterministically, so
+// every rank gets the same schedule).
+stretto::schedule replan(stretto::sim::op_time_profile& profile, const stretto::pipeline_shape& shape,
+                         double memory_limit, int rank) {
+  for (std::span<double> values : {profile.sums(), profile.counts()}) {
+    std::vector<double> total(values.size(), 0.0);
+    MPI_Reduce(values.data(), total.data(), static_cast<int>(values.size()), MPI_DOUBLE, MPI_SUM, 0, MPI_COMM_WORLD);
+    if (rank == 0) std::copy(total.begin(), total.end(), values.begin());
+    MPI_Bcast(values.data(), static_cast<int>(values.size()), MPI_DOUBLE, 0, MPI_COMM_WORLD);
+  }
+  return stretto::sim::auto_schedule(shape, profile.costs(), memory_limit);
+}
+
 int train(const options& opt, int rank, int size) {
   const std::vector<std::int64_t> widths = parse_widths(opt.hidden);
   if (opt.microbatches < 1) throw usage_error{"--microbatches must be at least 1"};
@@ -134,7 +156,13 @@ int train(const options& opt, int rank, int size) {
                         " is missing (Debian: apt-get install dataset-fashion-mnist, or pass --data DIR)"};
 
   const stretto::pipeline_shape shape{size, opt.microbatches, 1};
-  const stretto::schedule plan = stretto::policies::make_schedule(opt.schedule, shape);  // throws on a bad shape
+  // --schedule auto starts with ZB-H1 (its split backward measures T_B and T_W apart), then re-plans.
+  const bool automatic = opt.schedule == "auto";
+  const double memory_limit = opt.memory_limit > 0.0 ? opt.memory_limit : 2.0 * size;
+  if (automatic && memory_limit < 1.0)
+    throw usage_error{"--memory-limit must be at least 1 (one microbatch's activations, M_B)"};
+  if (automatic && opt.profile_steps < 1) throw usage_error{"--profile-steps must be at least 1"};
+  stretto::schedule plan = stretto::policies::make_schedule(automatic ? "zb-h1" : opt.schedule, shape);  // throws on a bad shape
   const std::int32_t stages = plan.num_stages();
   std::vector<std::int32_t> local_stages;
   for (std::int32_t s = 0; s < stages; ++s)
@@ -145,7 +173,10 @@ int train(const options& opt, int rank, int size) {
   model_type model(widths, stages, local_stages, opt.seed);
   stretto::mpi::communicator comm(MPI_COMM_WORLD, shape,
                                   {std::chrono::duration<double>(opt.timeout), stretto::mpi::timeout_action::abort});
-  stretto::kokkos::executor exec(plan, model, comm);
+  std::optional<stretto::kokkos::executor<model_type, stretto::mpi::communicator>> exec;
+  exec.emplace(plan, model, comm);
+  std::optional<stretto::sim::op_time_profile> profile;  // while --schedule auto measures
+  if (automatic) profile.emplace(stages);
 
   // Each rank reads only what its stages need: images on stage 0's, labels on the last stage's.
   const auto path = [&](int i) { return (std::filesystem::path(opt.data) / files[i]).string(); };
@@ -190,7 +221,7 @@ int train(const options& opt, int rank, int size) {
       if (last_rank) fill_labels(train_labels, order, step * opt.batch_size, batch_labels);
       model.set_batch(batch_inputs, batch_labels, opt.batch_size, opt.microbatches, opt.batch_size);
       MPI_Barrier(MPI_COMM_WORLD);
-      const stretto::kokkos::step_record record = exec.run_step(clock_type::now());
+      const stretto::kokkos::step_record record = exec->run_step(clock_type::now());
       model.apply_gradients(opt.lr, opt.momentum);
       loss_sum += record.loss;
       double busy = 0.0;
@@ -199,6 +230,23 @@ int train(const options& opt, int rank, int size) {
         sums.add(t);
       }
       windows.insert(windows.end(), {record.ops.front().start, record.ops.back().end, busy});
+      if (profile) {
+        profile->add(record.ops);
+        if (step + 1 == std::min<std::int64_t>(opt.profile_steps, steps)) {
+          plan = replan(*profile, shape, memory_limit, rank);
+          exec.emplace(plan, model, comm);
+          if (rank == 0) {
+            const stretto::sim::stage_costs costs = profile->costs();
+            std::printf("auto: re-planned from %lld steps of zb-h1 (memory limit %g M_B); simulated bubble rate "
+                        "zb-h1 %.3f, auto %.3f\n",
+                        static_cast<long long>(step + 1), memory_limit,
+                        stretto::sim::simulate(stretto::policies::make_schedule("zb-h1", shape), costs).metrics.bubble_rate,
+                        stretto::sim::simulate(plan, costs).metrics.bubble_rate);
+            std::fflush(stdout);
+          }
+          profile.reset();
+        }
+      }
     }
     const double epoch_seconds = std::chrono::duration<double>(clock_type::now() - epoch_start).count();
 
@@ -214,7 +262,7 @@ int train(const options& opt, int rank, int size) {
       if (first_rank) fill_images(test_images, test_order, first, eval_inputs);
       if (last_rank) fill_labels(test_labels, test_order, first, eval_labels);
       model.set_batch(eval_inputs, eval_labels, eval_batch, opt.microbatches, eval_batch);
-      exec.run_forward_only();
+      exec->run_forward_only();
       if (last_rank) correct += model.correct();
     }
 
@@ -270,7 +318,13 @@ int main(int argc, char** argv) {
 
   options opt;
   CLI::App app{"Trains an MLP on Fashion-MNIST, pipeline-parallel over the MPI ranks (one stage per rank)."};
-  app.add_option("--schedule", opt.schedule, "schedule policy: " + stretto::policies::policy_names())
+  app.add_option("--schedule", opt.schedule,
+                 "schedule policy: " + stretto::policies::policy_names() +
+                     ", or auto (measure ZB-H1, then re-plan with the Zero Bubble scheduler)")
+      ->capture_default_str();
+  app.add_option("--memory-limit", opt.memory_limit,
+                 "with --schedule auto: activation memory per rank in M_B (default 2p, as ZB-2p)");
+  app.add_option("--profile-steps", opt.profile_steps, "with --schedule auto: steps measured before re-planning")
       ->capture_default_str();
   app.add_option("--microbatches", opt.microbatches, "microbatches per step (m)")->capture_default_str();
   app.add_option("--batch-size", opt.batch_size, "samples per step (global batch), a multiple of m")
