@@ -195,3 +195,26 @@ TEST_CASE("auto_schedule.rejections_name_the_rule" * doctest::timeout(5)) {
         std::string::npos);
   CHECK_THROWS_AS(stretto::sim::auto_schedule({4, 8, 1}, equal, std::nan("")), stretto::argument_error);
 }
+
+TEST_CASE("auto_schedule.bubble_against_memory_limit_1_5b" * doctest::timeout(30)) {
+  // The README's table: 1.5B row (p = 8, m = 24, integer µs), bubble rate by memory limit. ZB-1p
+  // (8) and ZB-2p (16) are the paper's 0.1585 and 0.0433; from 14 M_B on the bubble stays at the
+  // critical-path value 0.0433 (the plateau near 2p·M_B).
+  const pipeline_shape shape{8, 24, 1};
+  const uniform_costs us{18522, 18086, 9337, 601, 1.0, 0.5};
+  struct point {
+    double limit, heuristic, refined, peak;
+  };
+  const point table[] = {{8, 0.1585, 0.1585, 8},    {9, 0.1339, 0.1339, 9},     {10, 0.1135, 0.1135, 10},
+                         {11, 0.0932, 0.0931, 11},  {12, 0.0719, 0.0717, 12},   {13, 0.0542, 0.0542, 13},
+                         {14, 0.0433, 0.0433, 14},  {16, 0.0433, 0.0433, 16},   {20, 0.0433, 0.0433, 19.5},
+                         {std::numeric_limits<double>::infinity(), 0.0433, 0.0433, 19.5}};
+  auto rounded = [](double x) { return std::round(x * 1e4) / 1e4; };
+  for (const point& x : table) {
+    CAPTURE(x.limit);
+    const auto result = stretto::sim::auto_schedule_detailed(shape, us, x.limit);
+    CHECK(rounded(paper_bubble(result.heuristic_span, 24, us)) == doctest::Approx(x.heuristic));
+    CHECK(rounded(paper_bubble(result.span, 24, us)) == doctest::Approx(x.refined));
+    CHECK(max_of(stretto::sim::simulate(result.plan, us).peak_memory) == x.peak);
+  }
+}
