@@ -29,13 +29,13 @@ std::string check_auto(const stretto::pipeline_shape& s) { return check_automati
 
 const automatic_schedule entries[3] = {
     {{"zb-1p", "ZB-1p: Zero Bubble heuristic planned from the costs, memory limit p*M_B (Qi et al. 2024)",
-      stretto::placement_kind::linear, &check_zb_1p, nullptr},
+      stretto::placement_kind::linear, &check_zb_1p, nullptr, 1, false},
      1.0},
     {{"zb-2p", "ZB-2p: Zero Bubble heuristic planned from the costs, memory limit 2p*M_B (Qi et al. 2024)",
-      stretto::placement_kind::linear, &check_zb_2p, nullptr},
+      stretto::placement_kind::linear, &check_zb_2p, nullptr, 1, false},
      2.0},
     {{"auto", "auto: Zero Bubble heuristic planned from the costs under --memory-limit (Qi et al. 2024)",
-      stretto::placement_kind::linear, &check_auto, nullptr},
+      stretto::placement_kind::linear, &check_auto, nullptr, 1, false},
      0.0},
 };
 

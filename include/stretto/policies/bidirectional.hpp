@@ -4,6 +4,7 @@
 @brief Bidirectional pipelines: two replicas of the model, one fed from each end.
 */
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -11,6 +12,10 @@
 
 #include "../core/concepts.hpp"
 #include "common.hpp"
+#include "../sim/cost_model.hpp"
+#include "../sim/simulator.hpp"
+#include "list_scheduling.hpp"
+#include "one_f_one_b.hpp"
 
 namespace stretto::policies {
 
@@ -42,14 +47,15 @@ struct bitpipe {
 
   static constexpr std::string check(const pipeline_shape& s) {
     using detail::cat;
+    if (std::string e = detail::check_counts(name, s); !e.empty()) return e;
     if (s.num_ranks < 2 || s.num_ranks % 2 != 0)
       return cat(name, ": pairs rank r with rank p-1-r, so the number of ranks must be even and at least 2 (got ",
                  s.num_ranks, ")");
     if (s.num_chunks != 2)
       return cat(name, ": each replica is V-shaped with 2 chunks per rank, so chunks must be 2 (got ", s.num_chunks,
                  ")");
-    if (s.num_microbatches < 1 || s.num_microbatches % s.num_ranks != 0)
-      return cat(name, ": runs units of p microbatches (half down, half up), so m must be a positive multiple of p = ",
+    if (s.num_microbatches % s.num_ranks != 0)
+      return cat(name, ": runs units of p microbatches (half down, half up), so the number of microbatches m must be a multiple of p = ",
                  s.num_ranks, " (got m = ", s.num_microbatches, "); use m = ",
                  (s.num_microbatches / s.num_ranks + 1) * s.num_ranks);
     return {};
@@ -98,6 +104,124 @@ struct bitpipe {
   }
 };
 
+/**
+@brief Chimera, bidirectional pipelines (Li & Hoefler, "Chimera: Efficiently Training
+Large-Scale Neural Networks with Bidirectional Pipelines", SC 2021, §3.1–3.3; schedules.md §5),
+with direct concatenation of basic units.
+
+**Shape.** D = p ranks (even), two replicas: the down pipeline puts stage s on rank s, the up
+pipeline on rank D−1−s (linear placement, mirrored). A basic unit has D microbatches, the first
+D/2 injected down and the others up. Each direction runs 1F1B-style and the two are merged so
+that no rank runs two ops at once: here each rank's two 1F1B orders (D/2 microbatches each) are
+merged by the start times they have when run alone at F = 1, BW = 2. For m > D the units are
+concatenated on every rank (Chimera's "direct concatenation").
+
+**Invariants.** Every rank holds one stage of each replica (weights 2·M_θ); the gradients of
+the two copies of a stage must be all-reduced every step. For D = 4 one unit takes span 17 at
+F = 1, BW = 2 (12 of work), against 1F1B's 21 for the same 4 microbatches. (The paper quotes a
+bubble ratio (D−2)/(2N+D−2); schedules.md marks that formula as unverified and this
+construction does not reach it.)
+
+**Errors.** Needs p even (≥ 2), v = 1, and m a positive multiple of p.
+*/
+struct chimera {
+  using policy_concept = schedule_policy_tag;
+  static constexpr std::string_view name = "chimera";
+  static constexpr placement_kind placement = placement_kind::linear;
+
+  static constexpr std::string check(const pipeline_shape& s) {
+    using detail::cat;
+    if (std::string e = detail::check_counts(name, s); !e.empty()) return e;
+    if (s.num_ranks < 2 || s.num_ranks % 2 != 0)
+      return cat(name, ": pairs rank r with rank p-1-r, so the number of ranks must be even and at least 2 (got ",
+                 s.num_ranks, ")");
+    if (s.num_chunks != 1)
+      return cat(name, ": holds one stage of each replica per rank, so chunks must be 1 (got ", s.num_chunks,
+                 "); bitpipe is the V-shaped bidirectional schedule");
+    if (s.num_microbatches % s.num_ranks != 0)
+      return cat(name, ": concatenates units of p microbatches (half down, half up), so the number of microbatches m must be a "
+                 "multiple of p = ", s.num_ranks, " (got m = ", s.num_microbatches, "); use m = ",
+                 (s.num_microbatches / s.num_ranks + 1) * s.num_ranks);
+    return {};
+  }
+
+  static constexpr schedule generate(const pipeline_shape& s) {
+    const std::int32_t d = s.num_ranks, half = d / 2;
+    // One direction alone: 1F1B over the d stages with d/2 microbatches, timed at F = 1, BW = 2.
+    const sim::simulation direction =
+        sim::simulate(one_f_one_b::generate({d, half, 1}), sim::uniform_costs{1.0, 1.0, 1.0, 0.0});
+    // Rank r runs stage r of the down replica and stage d-1-r of the up replica: merge the two
+    // directions' orders by their start times when run alone (down first on a tie).
+    struct timed {
+      double start;
+      std::int32_t direction, index;
+      op what;
+      constexpr bool operator<(const timed& o) const {
+        return start != o.start ? start < o.start : (direction != o.direction ? direction < o.direction : index < o.index);
+      }
+    };
+    schedule out(s, placement);
+    for (std::int32_t j = 0; j < s.num_microbatches; ++j) out.set_replica(j, (j % d) < half ? 0 : 1);
+    for (std::int32_t r = 0; r < d; ++r) {
+      std::vector<timed> merged;
+      std::int32_t index = 0;
+      for (const auto& t : direction.events.ranks[static_cast<std::size_t>(r)]) merged.push_back({t.start, 0, index++, t.what});
+      for (const auto& t : direction.events.ranks[static_cast<std::size_t>(d - 1 - r)])
+        merged.push_back({t.start, 1, index++, op{t.what.kind, t.what.stage, t.what.microbatch + half}});
+      std::sort(merged.begin(), merged.end());
+      for (std::int32_t unit = 0; unit < s.num_microbatches / d; ++unit)
+        for (const timed& t : merged) out.push_back(r, op{t.what.kind, t.what.stage, t.what.microbatch + unit * d});
+    }
+    return out;
+  }
+};
+
+/**
+@brief ZB-V, the V-shaped zero-bubble schedule with 1F1B's memory (Qi et al., ICLR 2024 version
+§6 / arXiv v2 "ZB-V"; the official `zbv.py`; schedules.md §7.7).
+
+**Shape.** V-shape placement, v = 2: stage s < p on rank s (chunk A), stage s ≥ p on rank
+2p−1−s (chunk C); a microbatch's forward goes down A and back up C, its backward the reverse,
+so both start and end on rank 0. Built by list scheduling at equal chunk times
+(F = B = W = 1) under a memory limit of p·M_B: a ready op runs in the order B of chunk C, F of
+chunk C, B of chunk A, F of chunk A, then W (older microbatches first); a forward waits while it
+would exceed the limit, which is what makes W's fill the gaps.
+
+**Invariants.** At T_F = T_B = T_W the span is 6m chunk units (zero bubble) for every
+m ≥ 2p − 1 (checked for p ≤ 16 in the tests), and every rank peaks at p·M_B.
+
+**Errors.** Needs v = 2. Any m ≥ 1 is accepted; below 2p − 1 the warm-up cannot fill the V and
+some bubble remains.
+*/
+struct zb_v {
+  using policy_concept = schedule_policy_tag;
+  static constexpr std::string_view name = "zb-v";
+  static constexpr placement_kind placement = placement_kind::v_shape;
+
+  static constexpr std::string check(const pipeline_shape& s) {
+    using detail::cat;
+    if (std::string e = detail::check_counts(name, s); !e.empty()) return e;
+    if (s.num_chunks != 2)
+      return cat(name, ": places 2 chunks per rank in a V, so chunks must be 2 (got ", s.num_chunks, ")");
+    return {};
+  }
+
+  static constexpr schedule generate(const pipeline_shape& s) {
+    schedule out(s, placement);
+    const std::int32_t p = s.num_ranks;
+    detail::list_schedule(out, true, {1, 1, 1}, static_cast<double>(p), [p](const detail::candidate& c) -> std::int64_t {
+      const bool second_half = c.what.stage >= p;
+      std::int64_t rank_of_kind = 4;  // W
+      if (c.what.kind == op_kind::backward_input) rank_of_kind = second_half ? 0 : 2;
+      if (c.what.kind == op_kind::forward) rank_of_kind = second_half ? 1 : 3;
+      return rank_of_kind * 100000000 + c.what.microbatch;
+    });
+    return out;
+  }
+};
+
 static_assert(schedule_policy<bitpipe>);
+static_assert(schedule_policy<chimera>);
+static_assert(schedule_policy<zb_v>);
 
 }  // namespace stretto::policies

@@ -18,16 +18,33 @@ namespace stretto::policies::detail {
 
 using stretto::detail::cat;
 
+/** The largest p·v·m a policy accepts: beyond it a schedule would not fit in memory anyway. */
+inline constexpr long long max_ops_per_step = 1LL << 28;
+
 /**
-@brief The checks shared by policies with one stage per rank: p ≥ 1, m ≥ 1 and v = 1.
-Returns the empty string when they hold, else a message that starts with the policy's name.
+@brief The checks every policy starts with: p ≥ 1, m ≥ 1, v ≥ 1 and p·v·m within
+`max_ops_per_step`. Returns the empty string when they hold, else a message that starts with the
+policy's name.
 */
-constexpr std::string check_linear(std::string_view name, const pipeline_shape& s) {
+constexpr std::string check_counts(std::string_view name, const pipeline_shape& s) {
   if (s.num_ranks < 1)
     return cat(name, ": the number of ranks must be at least 1 (got ", s.num_ranks, ")");
   if (s.num_microbatches < 1)
     return cat(name, ": the number of microbatches must be at least 1 (got ", s.num_microbatches,
                ")");
+  if (s.num_chunks < 1)
+    return cat(name, ": the number of chunks per rank must be at least 1 (got ", s.num_chunks, ")");
+  if (static_cast<long long>(s.num_ranks) * s.num_chunks * s.num_microbatches > max_ops_per_step)
+    return cat(name, ": p·v·m = ", static_cast<long long>(s.num_ranks) * s.num_chunks * s.num_microbatches,
+               " is too large; at most ", max_ops_per_step, " are supported");
+  return {};
+}
+
+/**
+@brief The checks shared by policies with one stage per rank: `check_counts` and v = 1.
+*/
+constexpr std::string check_linear(std::string_view name, const pipeline_shape& s) {
+  if (std::string e = check_counts(name, s); !e.empty()) return e;
   if (s.num_chunks != 1)
     return cat(name, ": uses a linear placement with one chunk per rank, so chunks must be 1 (got ",
                s.num_chunks, "); use interleaved-1f1b for several chunks per rank");

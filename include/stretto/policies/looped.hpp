@@ -18,9 +18,7 @@ namespace detail {
 
 /** Shape checks shared by the looped policies: p, m ≥ 1 and v ≥ 2. */
 constexpr std::string check_looped(std::string_view name, const pipeline_shape& s) {
-  if (s.num_ranks < 1) return cat(name, ": the number of ranks must be at least 1 (got ", s.num_ranks, ")");
-  if (s.num_microbatches < 1)
-    return cat(name, ": the number of microbatches must be at least 1 (got ", s.num_microbatches, ")");
+  if (std::string e = check_counts(name, s); !e.empty()) return e;
   if (s.num_chunks < 2)
     return cat(name, ": loops the model over the ranks, so it needs at least 2 chunks per rank (got ",
                s.num_chunks, "); use --chunks 2 or more, or 1f1b for one stage per rank");

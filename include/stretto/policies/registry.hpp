@@ -5,13 +5,17 @@
 */
 
 #include <array>
+#include <cstdint>
 #include <string>
 #include <string_view>
 
 #include "../core/concepts.hpp"
 #include "../core/errors.hpp"
+#include "bidirectional.hpp"
 #include "gpipe.hpp"
+#include "looped.hpp"
 #include "one_f_one_b.hpp"
+#include "two_stage_backprop.hpp"
 #include "zero_bubble.hpp"
 
 namespace stretto::policies {
@@ -23,19 +27,29 @@ struct policy_info {
   placement_kind placement;
   std::string (*check)(const pipeline_shape&);
   schedule (*generate)(const pipeline_shape&);
+  std::int32_t default_chunks;  ///< chunks per rank when the user gives none (1, or 2 for looped and V-shaped)
+  bool bidirectional;           ///< runs two replicas of the model (their gradients must be all-reduced)
 };
 
 /** @brief Returns the `policy_info` of a compile-time policy. */
 template <schedule_policy P>
-constexpr policy_info info_of(std::string_view summary) {
-  return {P::name, summary, P::placement, &P::check, &P::generate};
+constexpr policy_info info_of(std::string_view summary, std::int32_t default_chunks = 1, bool bidirectional = false) {
+  return {P::name, summary, P::placement, &P::check, &P::generate, default_chunks, bidirectional};
 }
 
 /** @brief Every policy that can be selected by name, in the order `stretto-plan` lists them. */
 inline constexpr std::array all_policies{
     info_of<gpipe>("GPipe: all forwards, then all backwards (Huang et al. 2019)"),
     info_of<one_f_one_b>("1F1B: one forward, one fused backward (PipeDream-Flush / DAPPLE)"),
+    info_of<interleaved_1f1b>("interleaved 1F1B: looped placement, groups of p microbatches (Narayanan et al. 2021)", 2),
+    info_of<breadth_first>("breadth-first: looped placement, all microbatches per chunk (Lamy-Poirier 2023)", 2),
     info_of<zb_h1>("ZB-H1: 1F1B with B/W split, W trailing B by the rank index (Qi et al. 2024)"),
+    info_of<zb_h2>("ZB-H2: longer warm-up, W trailing B by twice the rank index; zero bubble (Qi et al. 2024)"),
+    info_of<zb_v>("ZB-V: V-shaped placement, zero bubble at 1F1B's memory (Qi et al. 2024, §6)", 2),
+    info_of<gpipe_2bp>("GPipe with 2BP: weight gradients deferred to the end of the step (Rae et al. 2024)"),
+    info_of<one_f_one_b_2bp>("1F1B with 2BP: weight gradients deferred to the end of the step (Rae et al. 2024)"),
+    info_of<chimera>("Chimera: two replicas fed from both ends, 1F1B each way (Li & Hoefler 2021)", 1, true),
+    info_of<bitpipe>("BitPipe: two V-shaped replicas fed from both ends (Wu et al. 2024)", 2, true),
 };
 
 /** @brief Returns the valid policy names joined by ", ", for error messages and `--help`. */

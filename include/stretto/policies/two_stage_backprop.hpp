@@ -56,13 +56,15 @@ struct with_2bp {
   static constexpr schedule generate(const pipeline_shape& s) { return two_stage_backprop(Base::generate(s)); }
 };
 
-/** @brief GPipe with 2BP: all F, all B, then all W. */
+/** @brief GPipe with 2BP: all F, all B, then all W. Same shape rules as GPipe. */
 struct gpipe_2bp : with_2bp<gpipe> {
   static constexpr std::string_view name = "gpipe-2bp";
+  static constexpr std::string check(const pipeline_shape& s) { return detail::check_linear(name, s); }
 };
-/** @brief 1F1B with 2BP: the 1F1B order with B, then all W at the end. */
+/** @brief 1F1B with 2BP: the 1F1B order with B, then all W at the end. Same shape rules as 1F1B. */
 struct one_f_one_b_2bp : with_2bp<one_f_one_b> {
   static constexpr std::string_view name = "1f1b-2bp";
+  static constexpr std::string check(const pipeline_shape& s) { return detail::check_linear(name, s); }
 };
 
 static_assert(schedule_policy<gpipe_2bp>);
