@@ -6,6 +6,9 @@
 #if defined(STRETTO_HAS_KOKKOS)
 #include <stretto/kokkos/executor.hpp>
 #endif
+#if defined(STRETTO_HAS_BOOST_GRAPH)
+#include <stretto/graph/dependency_graph.hpp>
+#endif
 
 #include <cstdio>
 
@@ -13,5 +16,10 @@ int main() {
   const auto s = stretto::make_schedule<stretto::policies::one_f_one_b>({4, 8, 1});
   const double span = stretto::sim::simulate(s, stretto::sim::uniform_costs{}).metrics.span;
   std::printf("consumer: 1F1B p=4 m=8 span %g\n", span);
+#if defined(STRETTO_HAS_BOOST_GRAPH)
+  const double critical = stretto::graph::critical_path(stretto::graph::dependency_graph(s), stretto::sim::uniform_costs{}).length;
+  std::printf("consumer: critical path %g\n", critical);
+  if (critical != span) return 1;
+#endif
   return span == 33.0 ? 0 : 1;
 }
