@@ -6,7 +6,6 @@
 #include <cstdint>
 #include <limits>
 #include <random>
-#include <tuple>
 #include <vector>
 
 #include <stretto/policies/two_stage_backprop.hpp>
@@ -40,9 +39,14 @@ TEST_CASE("refine.two_stage_backprop_reaches_zb_h1" * doctest::timeout(10)) {
   // 30 at 4, 8; ZB-H1 takes 27 at 4, 8, i.e. m·3 + (p − 1)(T_F + T_B − T_W) = 12 + 3 = 15 at
   // 4, 4. Moving the W's into the bubbles, within 2BP's own peak, reaches ZB-H1's span.
   const uniform_costs equal{1.0, 1.0, 1.0, 0.0, 1.0, 0.5};
-  for (const auto& [m, before, after] : {std::tuple{4, 18.0, 15.0}, std::tuple{8, 30.0, 27.0}}) {
-    CAPTURE(m);
-    const auto s = stretto::make_schedule<stretto::policies::one_f_one_b_2bp>({4, m, 1});
+  struct row {
+    std::int32_t m;
+    double before, after;
+  };
+  for (const row& x : {row{4, 18.0, 15.0}, row{8, 30.0, 27.0}}) {
+    CAPTURE(x.m);
+    const double before = x.before, after = x.after;
+    const auto s = stretto::make_schedule<stretto::policies::one_f_one_b_2bp>({4, x.m, 1});
     const auto run = stretto::sim::simulate(s, equal);
     CHECK(run.metrics.span == before);
     const double limit = *std::max_element(run.peak_memory.begin(), run.peak_memory.end());
