@@ -24,6 +24,7 @@ comparable bit for bit up to summation order.
 #include <cstdint>
 #include <map>
 #include <random>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -206,6 +207,36 @@ class mlp_model {
       if (!ly.weight.data()) continue;
       update(ly.weight, ly.weight_grad, ly.weight_velocity, learning_rate, momentum);
       update(ly.bias, ly.bias_grad, ly.bias_velocity, learning_rate, momentum);
+    }
+  }
+
+  /**
+  @brief The weight and bias gradients of stage `s`'s layers, copied to the host and concatenated
+  (for the all-reduce between the two replicas of a bidirectional schedule).
+  */
+  std::vector<double> pack_gradients(std::int32_t s) const {
+    std::vector<double> out;
+    for (std::int32_t l = first_layer(s); l < first_layer(s + 1); ++l) {
+      const auto& ly = layers_[static_cast<std::size_t>(l)];
+      auto w = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), ly.weight_grad);
+      auto b = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), ly.bias_grad);
+      out.insert(out.end(), w.data(), w.data() + w.size());
+      out.insert(out.end(), b.data(), b.data() + b.size());
+    }
+    return out;
+  }
+
+  /** @brief Stores `values`, laid out as `pack_gradients(s)` gives them, as stage `s`'s gradients. */
+  void unpack_gradients(std::int32_t s, std::span<const double> values) {
+    std::size_t at = 0;
+    for (std::int32_t l = first_layer(s); l < first_layer(s + 1); ++l) {
+      auto& ly = layers_[static_cast<std::size_t>(l)];
+      auto w = Kokkos::create_mirror_view(ly.weight_grad);
+      auto b = Kokkos::create_mirror_view(ly.bias_grad);
+      for (std::size_t i = 0; i < w.size(); ++i) w.data()[i] = static_cast<Scalar>(values[at++]);
+      for (std::size_t i = 0; i < b.size(); ++i) b.data()[i] = static_cast<Scalar>(values[at++]);
+      Kokkos::deep_copy(ly.weight_grad, w);
+      Kokkos::deep_copy(ly.bias_grad, b);
     }
   }
 

@@ -79,6 +79,22 @@ class schedule {
     replica_[static_cast<std::size_t>(microbatch)] = static_cast<std::uint8_t>(replica);
   }
 
+  /**
+  @brief The stages rank `rank` runs for some microbatch (any replica), in increasing order: the
+  stages whose weights it must hold.
+  */
+  constexpr std::vector<std::int32_t> stages_on_rank(std::int32_t rank) const {
+    std::vector<std::int32_t> out;
+    const std::int32_t replicas = num_replicas();
+    for (std::int32_t s = 0; s < num_stages(); ++s)
+      for (std::int32_t replica = 0; replica < replicas; ++replica)
+        if (rank_of_stage(placement_, shape_, s, replica) == rank) {
+          out.push_back(s);
+          break;
+        }
+    return out;
+  }
+
   /** @brief 2 when some microbatch flows through the mirrored replica, else 1. */
   constexpr std::int32_t num_replicas() const noexcept {
     for (auto r : replica_)
