@@ -92,7 +92,7 @@ static_assert(compile_time::check(hand_policy<schedule_rule::valid>::generate(ha
 
 }  // namespace
 
-TEST_CASE("compile_time.static_schedule.same_values_at_run_time" * doctest::timeout(10)) {
+TEST_CASE("static_schedule.same_values_at_run_time" * doctest::timeout(10)) {
   // The static_asserts above are the test; these repeat some at run time, reading the table
   // from static storage, so that a constexpr-only divergence would show.
   CHECK(zb_4_8::to_schedule() == make_schedule<policies::zb_h1>({4, 8, 1}));

@@ -65,7 +65,7 @@ schedule deadlocked() {
 
 }  // namespace
 
-TEST_CASE("graph.dependency_graph.edge_counts_closed_form" * doctest::timeout(10)) {
+TEST_CASE("dependency_graph.edge_counts_closed_form" * doctest::timeout(10)) {
   for (std::int32_t p : {1, 2, 3, 5})
     for (std::int32_t m : {1, 2, 7}) {
       CAPTURE(p);
@@ -88,7 +88,7 @@ TEST_CASE("graph.dependency_graph.edge_counts_closed_form" * doctest::timeout(10
   CHECK(g[g.vertex_at(0, 7)] == lowered_location{0, 7, lowered_op::run({op_kind::backward, 0, 0})});
 }
 
-TEST_CASE("graph.dependency_graph.topological_order_respects_every_edge" * doctest::timeout(30)) {
+TEST_CASE("dependency_graph.topological_order_respects_every_edge" * doctest::timeout(30)) {
   for (const auto& policy : policies::all_policies)
     for_each_accepted_shape(policy, [&](pipeline_shape shape) {
       CAPTURE(policy.name);
@@ -108,7 +108,7 @@ TEST_CASE("graph.dependency_graph.topological_order_respects_every_edge" * docte
     });
 }
 
-TEST_CASE("graph.dependency_graph.deadlock_names_the_cycle" * doctest::timeout(10)) {
+TEST_CASE("dependency_graph.deadlock_names_the_cycle" * doctest::timeout(10)) {
   const dependency_graph g(deadlocked());
   // The only cycle: BW(0,0) → F(0,1) (rank 0's order) → F(1,1) (activation) → BW(1,1) → F(1,0)
   // → BW(1,0) (rank 1's order) → BW(0,0) (gradient).
@@ -151,7 +151,7 @@ TEST_CASE("graph.dependency_graph.deadlock_names_the_cycle" * doctest::timeout(1
   CHECK_THROWS_AS(dependency_graph{missing}, validation_error);
 }
 
-TEST_CASE("graph.dependency_graph.critical_path_equals_simulated_span" * doctest::timeout(60)) {
+TEST_CASE("dependency_graph.critical_path_equals_simulated_span" * doctest::timeout(60)) {
   std::size_t checked = 0;
   for (const auto& policy : policies::all_policies)
     for_each_accepted_shape(policy, [&](pipeline_shape shape) {
@@ -166,7 +166,10 @@ TEST_CASE("graph.dependency_graph.critical_path_equals_simulated_span" * doctest
         const sim::simulation run = sim::simulate(s, costs);
         const graph::critical_path_result path = graph::critical_path(g, costs);
         CHECK(path.length == last_end(run.events));  // the same timing model, exactly
-        CHECK(path.length == run.metrics.span);       // the rank that ends last starts at 0
+        CHECK(path.span == run.metrics.span);
+        CHECK(path.length >= path.span);
+        if (policy.name == "gpipe" || policy.name == "1f1b" || policy.name == "zb-h1")
+          CHECK(path.length == run.metrics.span);  // the rank that ends last starts at 0
         // The path is a chain of the graph that starts with an op that waits for nothing.
         REQUIRE_FALSE(path.path.empty());
         const auto first = g.vertex_at(path.path.front().rank, path.path.front().position);
@@ -182,7 +185,7 @@ TEST_CASE("graph.dependency_graph.critical_path_equals_simulated_span" * doctest
   CHECK(checked >= 4 * 3 * 30);  // every policy, many shapes, every cost model
 }
 
-TEST_CASE("graph.dependency_graph.critical_path_closed_form_gpipe" * doctest::timeout(10)) {
+TEST_CASE("dependency_graph.critical_path_closed_form_gpipe" * doctest::timeout(10)) {
   // GPipe at T_F = 1, T_BW = 2 and a hop of c between ranks: rank 0's forwards (m), the last
   // microbatch down the pipeline ((p − 1)(1 + c)), the last rank's backwards (2m), and the first
   // microbatch's gradient back up ((p − 1)(2 + c)): 3m + 3(p − 1) + 2(p − 1)c.

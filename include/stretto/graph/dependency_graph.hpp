@@ -361,10 +361,11 @@ inline std::vector<vertex_id> topological_order(const dependency_graph& g) {
   return {reversed.rbegin(), reversed.rend()};
 }
 
-/** @brief The longest path of a dependency graph under a cost model. */
+/** @brief The longest path of a dependency graph under a cost model, and the span it implies. */
 struct critical_path_result {
-  double length{0.0};                     ///< in the cost model's time unit
-  std::vector<lowered_location> path;     ///< its ops, first to last
+  double length{0.0};                  ///< the longest path: the earliest end of the step (time unit of the cost model)
+  std::vector<lowered_location> path;  ///< its ops, first to last
+  double span{0.0};                    ///< max over ranks of (end of its last op − start of its first op), every op at its earliest start
 };
 
 /**
@@ -373,10 +374,15 @@ the one before, where an op takes `costs.duration(op, shape)`, a data edge betwe
 message edge) takes `costs.comm_delay(from_stage, to_stage, shape)`, and sends, receives and
 every other edge take 0.
 
-**Invariants.** For a compute-only schedule, `length` is the earliest time the step can end:
-it equals the last end of `sim::simulate`'s timeline (same timing model, same floating-point
-operations, so exactly), and its `span` whenever the rank that ends last starts at 0 (every
-policy of `policies::all_policies`; checked by the tests).
+Every op starts as early as its in-edges allow (the longest path to it), which is the timing
+model of `sim::simulate`. `span` measures the result as the simulator's metric does: per rank,
+from the start of its first op to the end of its last.
+
+**Invariants.** For a compute-only schedule, with the same floating-point operations as the
+simulator (so exactly): `length` equals the last end of `sim::simulate`'s timeline and `span` its
+`metrics.span`, for every policy (checked by the tests over `policies::all_policies`). `length ≥
+span`, with equality when the rank that ends last starts at time 0 (GPipe, 1F1B, ZB-H1; not
+ZB-H2, whose last rank to finish starts late: 10 against 9 at p = 2, m = 3).
 @throws deadlock_error when `g` has a cycle.
 **Complexity.** O(V + E).
 */
@@ -385,7 +391,7 @@ critical_path_result critical_path(const dependency_graph& g, const Costs& costs
   const std::vector<vertex_id> order = topological_order(g);
   const boost_graph& bg = g.graph();
   const pipeline_shape& shape = g.shape();
-  std::vector<double> finish(g.num_vertices(), 0.0);
+  std::vector<double> start_at(g.num_vertices(), 0.0), finish(g.num_vertices(), 0.0);
   std::vector<vertex_id> before(g.num_vertices(), boost::graph_traits<boost_graph>::null_vertex());
   auto duration = [&](vertex_id v) {
     const lowered_op& o = bg[v].where.what;
@@ -411,6 +417,7 @@ critical_path_result critical_path(const dependency_graph& g, const Costs& costs
         before[v] = u;
       }
     }
+    start_at[v] = start;
     finish[v] = start + duration(v);
     if (last == boost::graph_traits<boost_graph>::null_vertex() || finish[v] > out.length) {
       out.length = finish[v];
@@ -419,6 +426,13 @@ critical_path_result critical_path(const dependency_graph& g, const Costs& costs
   }
   for (vertex_id v = last; v != boost::graph_traits<boost_graph>::null_vertex(); v = before[v])
     out.path.insert(out.path.begin(), bg[v].where);
+  for (std::int32_t r = 0; r < shape.num_ranks; ++r) {
+    const vertex_id first = g.vertex_at(r, 0);
+    const vertex_id end = g.vertex_at(r + 1, 0);  // one past rank r's last op
+    if (first == end) continue;
+    const double window = finish[end - 1] - start_at[first];
+    out.span = window > out.span ? window : out.span;
+  }
   return out;
 }
 

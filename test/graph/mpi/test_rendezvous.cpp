@@ -107,10 +107,11 @@ TEST_CASE("mpi.rendezvous.lowered_schedules_finish_with_synchronous_sends" * doc
 
   std::vector<schedule> plans;
   for (const auto& policy : policies::all_policies)
-    for (std::int32_t m : {1, 2, p + 1, 2 * p}) {
-      const pipeline_shape shape{p, m, 1};
-      if (policy.check(shape).empty()) plans.push_back(policy.generate(shape));
-    }
+    for (std::int32_t m : {1, 2, p + 1, 2 * p})
+      for (std::int32_t v : {1, 2}) {
+        const pipeline_shape shape{p, m, v};
+        if (policy.check(shape).empty()) plans.push_back(policy.generate(shape));
+      }
   if (p == 2)
     for (std::int32_t m : {1, 3}) {
       plans.push_back(testing::looped_breadth_first(2, m, 2));
