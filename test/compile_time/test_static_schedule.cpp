@@ -8,9 +8,7 @@
 
 #include <stretto/compile_time/static_schedule.hpp>
 #include <stretto/compile_time/static_validate.hpp>
-#include <stretto/policies/gpipe.hpp>
-#include <stretto/policies/one_f_one_b.hpp>
-#include <stretto/policies/zero_bubble.hpp>
+#include <stretto/policies/registry.hpp>
 #include <stretto/sim/cost_model.hpp>
 #include <stretto/sim/simulator.hpp>
 
@@ -36,6 +34,16 @@ using zb_8_64 = static_schedule<policies::zb_h1, pipeline_shape{8, 64, 1}>;
 static_assert(equals_run_time_schedule<zb_4_8, policies::zb_h1>());
 static_assert(equals_run_time_schedule<one_f_one_b_3_5, policies::one_f_one_b>());
 static_assert(equals_run_time_schedule<gpipe_5_2, policies::gpipe>());
+// Looped, V-shaped and bidirectional placements (several chunks, a mirrored replica).
+using zb_v_4_6 = static_schedule<policies::zb_v, pipeline_shape{4, 6, 2}>;
+using interleaved_2_4 = static_schedule<policies::interleaved_1f1b, pipeline_shape{2, 4, 2}>;
+using chimera_4_8 = static_schedule<policies::chimera, pipeline_shape{4, 8, 1}>;
+static_assert(equals_run_time_schedule<zb_v_4_6, policies::zb_v>());
+static_assert(equals_run_time_schedule<interleaved_2_4, policies::interleaved_1f1b>());
+static_assert(equals_run_time_schedule<chimera_4_8, policies::chimera>());
+static_assert(chimera_4_8::replica_of(0) != chimera_4_8::replica_of(chimera_4_8::num_microbatches() - 1));
+static_assert(chimera_4_8::rank_of(0, 0) != chimera_4_8::rank_of(0, chimera_4_8::num_microbatches() - 1));
+static_assert(zb_v_4_6::num_ops() == 3 * 4 * 2 * 6 && zb_v_4_6::rank_of(7) == 0);
 
 // The counting pass sizes the table exactly: 3·p·m ops with split backwards, 2·p·m with fused.
 static_assert(zb_4_8::num_ops() == 3 * 4 * 8);
