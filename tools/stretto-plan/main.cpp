@@ -92,7 +92,7 @@ struct simulate_arguments {
   std::string schedule;
   std::string ranks;
   std::string microbatches;
-  std::string chunks{"1"};
+  std::string chunks;  // empty: the policy's default (2 for looped and V-shaped policies, else 1)
   std::string t_forward;
   std::string t_backward;
   std::string t_weight;
@@ -110,7 +110,13 @@ stretto_plan::simulate_request to_request(const simulate_arguments& args) {
   request.schedule_name = args.schedule;
   request.shape.num_ranks = parse_count("--ranks", args.ranks);
   request.shape.num_microbatches = parse_count("--microbatches", args.microbatches);
-  request.shape.num_chunks = parse_count("--chunks", args.chunks);
+  request.shape.num_chunks = 1;
+  if (!args.chunks.empty()) {
+    request.shape.num_chunks = parse_count("--chunks", args.chunks);
+  } else {
+    for (const auto& policy : stretto::policies::all_policies)
+      if (policy.name == args.schedule) request.shape.num_chunks = policy.default_chunks;
+  }
   const std::pair<const char*, const std::string*> times[] = {
       {"--t-forward", &args.t_forward}, {"--t-backward", &args.t_backward},
       {"--t-weight", &args.t_weight}, {"--t-comm", &args.t_comm}};
@@ -150,7 +156,7 @@ void add_simulate_options(CLI::App& command, simulate_arguments& args, bool with
   command.add_option("--microbatches", args.microbatches, "Microbatches m per optimizer step (>= 1)")
       ->required()
       ->type_name("M");
-  command.add_option("--chunks", args.chunks, "Chunks v (virtual stages) per rank (>= 1)")
+  command.add_option("--chunks", args.chunks, "Chunks v (virtual stages) per rank (>= 1); default: 2 for looped and V-shaped schedules, else 1")
       ->capture_default_str()
       ->type_name("V");
   command.add_option("--t-forward", args.t_forward, "T_F: forward time of one microbatch on one rank (>= 0)")
