@@ -164,7 +164,7 @@ class zero_bubble_heuristic {
   double& end(std::int32_t j) { return end_[static_cast<std::size_t>(j)]; }
   double& held(std::int32_t j) { return held_[static_cast<std::size_t>(j)]; }
 
-  double max_bubble() const { return *std::max_element(bubble_.begin(), bubble_.end()); }
+  double max_bubble() const { return max_bubble_; }
   double bubble_room(std::int32_t j) const { return max_bubble() - bubble_[static_cast<std::size_t>(j)]; }
 
   /** @brief Places the next op of `kind` on stage j at the earliest time the model allows. */
@@ -177,7 +177,11 @@ class zero_bubble_heuristic {
     if (kind == op_kind::forward && j > 0) finish = std::max(finish, t_f_[at(j - 1, mb)] + comm_f(j) + duration);
     if (kind == op_kind::backward_input && j + 1 < p_)
       finish = std::max(finish, t_b_[at(j + 1, mb)] + comm_b(j) + duration);
-    if (f(j) > 0) bubble_[static_cast<std::size_t>(j)] += finish - no_bubble;
+    if (f(j) > 0) {
+      // A stage's idle time only grows, so the largest is kept as a running maximum.
+      bubble_[static_cast<std::size_t>(j)] += finish - no_bubble;
+      max_bubble_ = std::max(max_bubble_, bubble_[static_cast<std::size_t>(j)]);
+    }
     end(j) = finish;
     (kind == op_kind::forward ? t_f_ : (kind == op_kind::backward_input ? t_b_ : t_w_))[at(j, mb)] = finish;
     held(j) += mem(kind, j, mb);
@@ -311,6 +315,7 @@ class zero_bubble_heuristic {
   std::vector<double> t_f_, t_b_, t_w_;    // [stage * m + mb] end time of each placed op
   std::vector<std::vector<op>> order_;     // [stage] the order built
   double time_eps_{0.0}, memory_eps_{0.0};
+  double max_bubble_{0.0};
 };
 
 /** @brief Throws unless the auto scheduler accepts `shape` and `memory_limit`. */
