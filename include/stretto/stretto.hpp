@@ -2,15 +2,19 @@
 /**
 @file
 @brief Umbrella header: everything in Stretto that needs no backend (core IR, policies,
-validation, simulator, exporters).
+validation, compile-time schedules, lowering, simulator, exporters). The Boost.Graph dependency
+graph is separate: `stretto/graph/dependency_graph.hpp` (target `stretto::boost_graph`).
 */
 
+#include "compile_time/static_schedule.hpp"
+#include "compile_time/static_validate.hpp"
 #include "core/concepts.hpp"
 #include "core/dependencies.hpp"
 #include "core/errors.hpp"
 #include "core/op.hpp"
 #include "core/schedule.hpp"
 #include "core/shape.hpp"
+#include "graph/lowering.hpp"
 #include "graph/validate.hpp"
 #include "policies/gpipe.hpp"
 #include "policies/one_f_one_b.hpp"
