@@ -31,12 +31,14 @@
 #include <optional>
 #include <random>
 #include <span>
+#include <span>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include <stretto/kokkos/executor.hpp>
 #include <stretto/mpi/communicator.hpp>
+#include <stretto/mpi/replicas.hpp>
 #include <stretto/stretto.hpp>
 
 #include "idx.hpp"
@@ -58,7 +60,8 @@ struct options {
   std::uint64_t seed = 1;
   std::string data = "/usr/share/datasets/fashion-mnist";
   std::int64_t train_samples = 0;  // 0: all
-  std::string hidden = "512,512,256";
+  std::string hidden = "512,512,256,256,128,128,64";  // 8 layers: 2 chunks on each of 4 ranks
+  std::int32_t chunks = 0;                            // 0: the policy's default
   double timeout = 300.0;
   double memory_limit = 0.0;        // --schedule auto: activation memory per rank in M_B; 0: 2p (ZB-2p)
   std::int64_t profile_steps = 10;  // --schedule auto: steps of ZB-H1 measured before re-planning
@@ -144,10 +147,17 @@ int train(const options& opt, int rank, int size) {
   if (opt.epochs < 1) throw usage_error{"--epochs must be at least 1"};
   if (opt.timeout <= 0) throw usage_error{"--timeout must be positive (seconds)"};
   const auto num_layers = static_cast<std::int32_t>(widths.size()) - 1;
-  if (size > num_layers)
+  if (opt.chunks < 0) throw usage_error{"--chunks must be at least 1 (or 0 for the schedule's default)"};
+  std::int32_t chunks = opt.chunks;
+  if (chunks == 0)
+    for (const auto& policy : stretto::policies::all_policies)
+      if (policy.name == opt.schedule) chunks = policy.default_chunks;
+  chunks = chunks == 0 ? 1 : chunks;
+  if (size * chunks > num_layers)
     throw usage_error{stretto::detail::cat("the model has ", num_layers, " layers but the job has ", size,
-                                           " ranks; every rank needs at least one layer, so run at most ", num_layers,
-                                           " ranks or add --hidden layers")};
+                                           " ranks x ", chunks, " chunks = ", size * chunks,
+                                           " stages; every stage needs at least one layer, so run at most ",
+                                           num_layers / chunks, " ranks or add --hidden layers")};
   const std::string files[] = {"train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
                                "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"};
   for (const auto& f : files)
@@ -155,7 +165,7 @@ int train(const options& opt, int rank, int size) {
       throw usage_error{"Fashion-MNIST not found: " + (std::filesystem::path(opt.data) / f).string() +
                         " is missing (Debian: apt-get install dataset-fashion-mnist, or pass --data DIR)"};
 
-  const stretto::pipeline_shape shape{size, opt.microbatches, 1};
+  const stretto::pipeline_shape shape{size, opt.microbatches, chunks};
   // --schedule auto starts with ZB-H1 (its split backward measures T_B and T_W apart), then re-plans.
   const bool automatic = opt.schedule == "auto";
   const double memory_limit = opt.memory_limit > 0.0 ? opt.memory_limit : 2.0 * size;
@@ -164,15 +174,17 @@ int train(const options& opt, int rank, int size) {
   if (automatic && opt.profile_steps < 1) throw usage_error{"--profile-steps must be at least 1"};
   stretto::schedule plan = stretto::policies::make_schedule(automatic ? "zb-h1" : opt.schedule, shape);  // throws on a bad shape
   const std::int32_t stages = plan.num_stages();
-  std::vector<std::int32_t> local_stages;
-  for (std::int32_t s = 0; s < stages; ++s)
-    if (plan.rank_of(s) == rank) local_stages.push_back(s);
-  const bool first_rank = plan.rank_of(0) == rank;
-  const bool last_rank = plan.rank_of(stages - 1) == rank;
+  const std::vector<std::int32_t> local_stages = plan.stages_on_rank(rank);
+  // The ranks that feed images (first stage) and compute the loss (last stage): with two model
+  // replicas (chimera, bitpipe) each of those stages sits on two ranks.
+  const bool first_rank = local_stages.front() == 0;
+  const bool last_rank = local_stages.back() == stages - 1;
 
   model_type model(widths, stages, local_stages, opt.seed);
-  stretto::mpi::communicator comm(MPI_COMM_WORLD, shape,
-                                  {std::chrono::duration<double>(opt.timeout), stretto::mpi::timeout_action::abort});
+  const stretto::mpi::communicator_options comm_options{std::chrono::duration<double>(opt.timeout),
+                                                        stretto::mpi::timeout_action::abort};
+  stretto::mpi::communicator comm(MPI_COMM_WORLD, shape, comm_options);
+  stretto::mpi::communicator replica_comm(MPI_COMM_WORLD, shape, comm_options);  // bidirectional: gradient sums
   std::optional<stretto::kokkos::executor<model_type, stretto::mpi::communicator>> exec;
   exec.emplace(plan, model, comm);
   std::optional<stretto::sim::op_time_profile> profile;  // while --schedule auto measures
@@ -197,8 +209,8 @@ int train(const options& opt, int rank, int size) {
   if (rank == 0) {
     std::string model_text;
     for (auto w : widths) model_text += (model_text.empty() ? "" : "-") + std::to_string(w);
-    std::printf("fashion_mnist: %d ranks, schedule %s, %d microbatches of %lld, model %s (%d layers), %lld steps/epoch\n",
-                size, opt.schedule.c_str(), opt.microbatches, static_cast<long long>(opt.batch_size / opt.microbatches),
+    std::printf("fashion_mnist: %d ranks x %d chunks, schedule %s, %d microbatches of %lld, model %s (%d layers), %lld steps/epoch\n",
+                size, chunks, opt.schedule.c_str(), opt.microbatches, static_cast<long long>(opt.batch_size / opt.microbatches),
                 model_text.c_str(), num_layers, static_cast<long long>(steps));
     std::fflush(stdout);
   }
@@ -222,6 +234,9 @@ int train(const options& opt, int rank, int size) {
       model.set_batch(batch_inputs, batch_labels, opt.batch_size, opt.microbatches, opt.batch_size);
       MPI_Barrier(MPI_COMM_WORLD);
       const stretto::kokkos::step_record record = exec->run_step(clock_type::now());
+      stretto::mpi::allreduce_replica_gradients(
+          replica_comm, plan, [&](std::int32_t s) { return model.pack_gradients(s); },
+          [&](std::int32_t s, std::span<const double> g) { model.unpack_gradients(s, g); });
       model.apply_gradients(opt.lr, opt.momentum);
       loss_sum += record.loss;
       double busy = 0.0;
@@ -327,6 +342,9 @@ int main(int argc, char** argv) {
   app.add_option("--profile-steps", opt.profile_steps, "with --schedule auto: steps measured before re-planning")
       ->capture_default_str();
   app.add_option("--microbatches", opt.microbatches, "microbatches per step (m)")->capture_default_str();
+  app.add_option("--chunks", opt.chunks,
+                 "chunks (virtual stages) per rank; 0: the schedule's default (2 for looped and V-shaped ones)")
+      ->capture_default_str();
   app.add_option("--batch-size", opt.batch_size, "samples per step (global batch), a multiple of m")
       ->capture_default_str();
   app.add_option("--epochs", opt.epochs, "passes over the training set")->capture_default_str();
