@@ -89,7 +89,8 @@ void run_policy(benchmark::State& state, const policy_info& policy, pipeline_sha
 bool register_policy_benchmarks() {
   for (const work what : {work::generate, work::generate_validate, work::generate_validate_simulate})
     for (const policy_info& policy : stretto::policies::all_policies)
-      for (const pipeline_shape& shape : shapes) {
+      for (pipeline_shape shape : shapes) {
+        shape.num_chunks = policy.default_chunks;  // v = 2 for looped and V-shaped policies
         const std::string name = std::string(to_string(what)) + "/" + std::string(policy.name) +
                                  "/p:" + std::to_string(shape.num_ranks) +
                                  "/m:" + std::to_string(shape.num_microbatches);
