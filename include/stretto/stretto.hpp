@@ -27,3 +27,4 @@ graph is separate: `stretto/graph/dependency_graph.hpp` (target `stretto::boost_
 #include "sim/simulator.hpp"
 #include "sim/timeline.hpp"
 #include "core/transport.hpp"
+#include "sim/auto_schedule_v.hpp"

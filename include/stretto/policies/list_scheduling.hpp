@@ -16,11 +16,22 @@ schedules that the papers describe by their behaviour (ZB-V, Chimera's merged di
 
 namespace stretto::policies::detail {
 
-/** Integer op durations for list scheduling; `backward` is B (split) or BW (fused). */
+/**
+Integer op durations for list scheduling; `backward` is B (split) or BW (fused); `comm` is added
+to every dependency between two ranks. `memory_forward` is what an F holds (negative: M_B/v) and
+`memory_weight` what a B leaves for its W (negative: half of an F's).
+*/
 struct unit_costs {
-  std::int32_t forward{1};
-  std::int32_t backward{1};
-  std::int32_t weight{1};
+  std::int64_t forward{1};
+  std::int64_t backward{1};
+  std::int64_t weight{1};
+  std::int64_t comm{0};
+  double memory_forward{-1.0};
+  double memory_weight{-1.0};
+  /// V-shape: a forward of the first chunk also reserves the memory of the same microbatch's
+  /// second-chunk forward on this rank, so that ranks never fill up with first halves whose
+  /// second halves then cannot start (a memory deadlock at tight limits).
+  bool reserve_second_half{false};
 };
 
 /** What the priority function sees of a candidate op. */
@@ -64,16 +75,21 @@ constexpr void list_schedule(schedule& out, bool split, unit_costs costs, double
   const auto cells = static_cast<std::size_t>(stages) * static_cast<std::size_t>(m);
   std::vector<std::int64_t> f_end(cells, -1), b_end(cells, -1);
   auto cell = [m](std::int32_t s, std::int32_t j) { return static_cast<std::size_t>(s) * static_cast<std::size_t>(m) + static_cast<std::size_t>(j); };
-  auto ready_at = [&](const op& o, std::int64_t t) {
+  auto ready_at = [&](const op& o, std::int32_t rank, std::int64_t t) {
     for (const dependency& d : dependencies_of(o, shape)) {
       const std::int64_t end = d.kind == dependency_kind::forward ? f_end[cell(d.stage, d.microbatch)] : b_end[cell(d.stage, d.microbatch)];
-      if (end < 0 || end > t) return false;
+      if (end < 0) return false;
+      const bool remote = out.rank_of(d.stage, d.microbatch) != rank;
+      if (end + (remote ? costs.comm : 0) > t) return false;
     }
     return true;
   };
-  const double chunk = 1.0 / static_cast<double>(shape.num_chunks);
+  const double chunk = costs.memory_forward >= 0.0 ? costs.memory_forward : 1.0 / static_cast<double>(shape.num_chunks);
+  const double left_for_w = costs.memory_weight >= 0.0 ? costs.memory_weight : chunk * 0.5;
   std::vector<double> held(static_cast<std::size_t>(p), 0.0);
+  std::vector<double> reserved(static_cast<std::size_t>(p), 0.0);  // second halves still to come
   std::vector<std::int64_t> free_at(static_cast<std::size_t>(p), 0);
+  std::vector<std::int64_t> arrivals;
   std::size_t remaining = 0;
   for (const lane& l : lanes) remaining += l.microbatches.size() * (split ? 3 : 2);
   for (std::int64_t t = 0; remaining > 0;) {
@@ -89,13 +105,17 @@ constexpr void list_schedule(schedule& out, bool split, unit_costs costs, double
       for (std::int32_t li : lanes_of[static_cast<std::size_t>(r)]) {
         const lane& l = lanes[static_cast<std::size_t>(li)];
         auto consider = [&](op o) {
-          if (!ready_at(o, t)) return;
+          if (!ready_at(o, r, t)) return;
           const candidate c{o, li, r};
           const std::int64_t key = priority(c);
           if (!found || key < best_key) found = true, best_key = key, best = c;
         };
-        if (l.next_f < l.microbatches.size() && held[static_cast<std::size_t>(r)] + chunk <= memory_limit + 1e-9)
-          consider(op{op_kind::forward, l.stage, l.microbatches[l.next_f]});
+        if (l.next_f < l.microbatches.size()) {
+          const bool first_half = costs.reserve_second_half && l.stage < p;
+          const double need = held[static_cast<std::size_t>(r)] + reserved[static_cast<std::size_t>(r)] +
+                              (first_half ? 2.0 * chunk : (costs.reserve_second_half ? 0.0 : chunk));
+          if (memory_limit > 0 && need <= memory_limit + 1e-9) consider(op{op_kind::forward, l.stage, l.microbatches[l.next_f]});
+        }
         if (memory_limit <= 0 && l.next_f < l.microbatches.size())
           consider(op{op_kind::forward, l.stage, l.microbatches[l.next_f]});
         if (l.next_b < l.next_f)
@@ -105,29 +125,40 @@ constexpr void list_schedule(schedule& out, bool split, unit_costs costs, double
       if (!found) continue;
       lane& l = lanes[static_cast<std::size_t>(best.lane)];
       const op& o = best.what;
-      std::int32_t duration = costs.forward;
+      std::int64_t duration = costs.forward;
       if (o.kind == op_kind::forward) {
         ++l.next_f;
         held[static_cast<std::size_t>(r)] += chunk;
+        if (costs.reserve_second_half) reserved[static_cast<std::size_t>(r)] += l.stage < p ? chunk : -chunk;
       } else if (o.kind == op_kind::backward_weight) {
         ++l.next_w;
         duration = costs.weight;
-        held[static_cast<std::size_t>(r)] -= chunk * 0.5;
+        held[static_cast<std::size_t>(r)] -= left_for_w;
       } else {
         ++l.next_b;
         duration = costs.backward;
-        held[static_cast<std::size_t>(r)] -= split ? chunk * 0.5 : chunk;
+        held[static_cast<std::size_t>(r)] -= split ? chunk - left_for_w : chunk;
       }
       out.push_back(r, o);
       const std::int64_t end = t + duration;
       if (o.kind == op_kind::forward) f_end[cell(o.stage, o.microbatch)] = end;
       if (produces_input_gradient(o.kind)) b_end[cell(o.stage, o.microbatch)] = end;
       free_at[static_cast<std::size_t>(r)] = end;
+      if (costs.comm > 0) arrivals.push_back(end + costs.comm);
       next_t = next_t < 0 || end < next_t ? end : next_t;
       --remaining;
     }
-    // Advance to the next completion. With every rank idle and nothing startable the rules
-    // cannot finish (e.g. a memory limit below one microbatch): report it instead of spinning.
+    // Advance to the next completion. With a message delay, a free rank may wake when a message lands, before any rank is free:
+    // `arrivals` keeps the landing times still ahead (ops end, then their messages arrive).
+    if (costs.comm > 0) {
+      std::size_t kept = 0;
+      for (std::size_t k = 0; k < arrivals.size(); ++k)
+        if (arrivals[k] > t) arrivals[kept++] = arrivals[k];
+      arrivals.resize(kept);
+      for (const std::int64_t a : arrivals) next_t = next_t <= t || a < next_t ? a : next_t;
+    }
+    // Every rank idle, nothing startable and nothing in flight: the rules cannot finish
+    // (e.g. a memory limit below one microbatch). Report it instead of spinning.
     if (next_t <= t) throw std::logic_error("list_schedule: no op can start (memory limit too small?)");
     t = next_t;
   }
