@@ -100,7 +100,11 @@ TEST_CASE("policies.families.each_policy_accepts_its_home_shapes" * doctest::tim
     const std::string name(policy.name);
     CAPTURE(name);
     for (std::int32_t p : {2, 4})
-      for (std::int32_t m : {p, 2 * p}) CHECK(policy.check({p, m, policy.default_chunks}).empty());
+      for (std::int32_t m : {p, 2 * p}) {
+        // DualPipe and DualPipeV need m >= 2p (schedules.md §9): m = p is not one of their home shapes.
+        if (m == p && (name == "dualpipe" || name == "dualpipev")) continue;
+        CHECK(policy.check({p, m, policy.default_chunks}).empty());
+      }
   }
   for (const char* linear : {"gpipe", "1f1b", "zb-h1", "zb-h2", "gpipe-2bp", "1f1b-2bp"})
     for (std::int32_t p : {1, 3, 8})

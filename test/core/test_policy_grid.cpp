@@ -66,7 +66,9 @@ TEST_CASE("policies.grid.accepted_valid_and_simulated" * doctest::timeout(10)) {
         const auto expected_ops = static_cast<std::size_t>(p) * static_cast<std::size_t>(m);
         if (form == backward_form::fused) CHECK(s.num_ops() == expected_ops * 2);
         if (form == backward_form::split) CHECK(s.num_ops() == expected_ops * 3);
-        if (!form) CHECK((s.num_ops() == expected_ops * 2 || s.num_ops() == expected_ops * 3));
+        // DualPipe fuses most backwards and splits a few (schedules.md §9): between the two.
+        if (!form && name == "dualpipe") CHECK((s.num_ops() > expected_ops * 2 && s.num_ops() < expected_ops * 3));
+        else if (!form) CHECK((s.num_ops() == expected_ops * 2 || s.num_ops() == expected_ops * 3));
 
         const auto result = stretto::sim::simulate(s, equal_times);
         REQUIRE(result.events.ranks.size() == static_cast<std::size_t>(p));

@@ -34,27 +34,36 @@ std::vector<std::vector<std::pair<double, double>>> sweep_oracle(const schedule&
       const auto list = s.ops(r);
       auto& c = cursor[static_cast<std::size_t>(r)];
       while (c < list.size()) {
-        const stretto::op& o = list[c];
+        // An overlapped F&B pair (op::overlapped on its first op) is one unit: it waits for the
+        // inputs of both ops, takes the cost model's overlap time, and both of its ops end together.
+        const std::size_t width = list[c].overlapped ? 2 : 1;
         double ready = free_at[static_cast<std::size_t>(r)];
         bool blocked = false;
-        for (const auto& d : stretto::dependencies_of(o, shape)) {
-          const std::size_t cell = static_cast<std::size_t>(d.stage) * m + static_cast<std::size_t>(d.microbatch);
-          const double end = d.kind == stretto::dependency_kind::forward ? f_end[cell] : g_end[cell];
-          if (end < 0.0) {
-            blocked = true;
-            break;
+        for (std::size_t k = 0; k < width && !blocked; ++k) {
+          const stretto::op& o = list[c + k];
+          for (const auto& d : stretto::dependencies_of(o, shape)) {
+            const std::size_t cell = static_cast<std::size_t>(d.stage) * m + static_cast<std::size_t>(d.microbatch);
+            const double end = d.kind == stretto::dependency_kind::forward ? f_end[cell] : g_end[cell];
+            if (end < 0.0) {
+              blocked = true;
+              break;
+            }
+            const double delay = s.rank_of(d.stage, d.microbatch) != r ? costs.comm_delay(d.stage, o.stage, shape) : 0.0;
+            ready = end + delay > ready ? end + delay : ready;
           }
-          const double delay = s.rank_of(d.stage, d.microbatch) != r ? costs.comm_delay(d.stage, o.stage, shape) : 0.0;
-          ready = end + delay > ready ? end + delay : ready;
         }
         if (blocked) break;
-        const double end = ready + costs.duration(o, shape);
-        out[static_cast<std::size_t>(r)].emplace_back(ready, end);
-        const std::size_t cell = static_cast<std::size_t>(o.stage) * m + static_cast<std::size_t>(o.microbatch);
-        if (o.kind == stretto::op_kind::forward) f_end[cell] = end;
-        if (stretto::produces_input_gradient(o.kind)) g_end[cell] = end;
+        const double end =
+            ready + (width == 2 ? costs.overlap_time(list[c], list[c + 1], shape) : costs.duration(list[c], shape));
+        for (std::size_t k = 0; k < width; ++k) {
+          const stretto::op& o = list[c + k];
+          out[static_cast<std::size_t>(r)].emplace_back(ready, end);
+          const std::size_t cell = static_cast<std::size_t>(o.stage) * m + static_cast<std::size_t>(o.microbatch);
+          if (o.kind == stretto::op_kind::forward) f_end[cell] = end;
+          if (stretto::produces_input_gradient(o.kind)) g_end[cell] = end;
+        }
         free_at[static_cast<std::size_t>(r)] = end;
-        ++c;
+        c += width;
         progress = true;
       }
     }

@@ -157,7 +157,7 @@ rejects the shape (`stretto policy rejected the shape`, with the policy's messag
 breaks its contract; or the schedule breaks a rule (`stretto invariant violated: <rule>`, with
 `stretto::validate`'s message, rank and op, as a template argument of the failing instantiation).
 
-**Units / cost.** Object size: 12 bytes per op (ZB-H1 at p = 16, m = 256: 144 KiB), emitted only
+**Units / cost.** Object size: 16 bytes per op (ZB-H1 at p = 16, m = 256: 192 KiB), emitted only
 when `ops()` is used at run time. Compile time grows linearly in the number of ops (GCC 12, -O2:
 +0.5 s at (8, 64), +3.0 s at (16, 256); README.md, "Compile-time schedules"). The counting pass,
 the larger of the two constant evaluations, costs about 1 600 of GCC's constexpr operations per

@@ -49,6 +49,7 @@ inline void invariant_violated_duplicate_op(std::int32_t /*rank*/, op /*culprit*
 inline void invariant_violated_mixed_backward(std::int32_t /*rank*/, op /*culprit*/) noexcept {}
 inline void invariant_violated_missing_op(std::int32_t /*rank*/, op /*culprit*/) noexcept {}
 inline void invariant_violated_order(std::int32_t /*rank*/, op /*culprit*/) noexcept {}
+inline void invariant_violated_overlap(std::int32_t /*rank*/, op /*culprit*/) noexcept {}
 inline void invariant_violated_deadlock(std::int32_t /*rank*/, op /*culprit*/) noexcept {}
 /// Reached only for a `schedule_rule` added without a failure site of its own here.
 inline void invariant_violated_rule_without_failure_site(std::int32_t /*rank*/, op /*culprit*/) noexcept {}
@@ -107,6 +108,10 @@ consteval bool require_valid() {
   } else if constexpr (Rule == schedule_rule::order) {
     static_assert(dependent_false<Message>,
                   "stretto invariant violated: order (on a stage, B before its F, or W before its B)");
+  } else if constexpr (Rule == schedule_rule::overlap) {
+    static_assert(dependent_false<Message>,
+                  "stretto invariant violated: overlap (an op marked overlapped is not followed by a partner that "
+                  "makes one F&B pair)");
   } else if constexpr (Rule == schedule_rule::deadlock) {
     static_assert(dependent_false<Message>,
                   "stretto invariant violated: deadlock (ranks running their lists in order never finish)");
@@ -147,6 +152,7 @@ consteval bool check(const schedule& s) {
     case schedule_rule::mixed_backward: diag::invariant_violated_mixed_backward(result.rank, result.culprit); break;
     case schedule_rule::missing_op: diag::invariant_violated_missing_op(result.rank, result.culprit); break;
     case schedule_rule::order: diag::invariant_violated_order(result.rank, result.culprit); break;
+    case schedule_rule::overlap: diag::invariant_violated_overlap(result.rank, result.culprit); break;
     case schedule_rule::deadlock: diag::invariant_violated_deadlock(result.rank, result.culprit); break;
   }
   diag::invariant_violated_rule_without_failure_site(result.rank, result.culprit);

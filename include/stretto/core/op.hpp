@@ -45,11 +45,20 @@ constexpr bool produces_input_gradient(op_kind kind) noexcept {
 
 **Units.** `stage` is the global stage index in `[0, num_stages)`; `microbatch` is in
 `[0, num_microbatches)`. The rank that runs the op follows from the schedule's placement.
+
+**Overlapped F&B.** `overlapped = true` means this op and the next op of the same rank's list
+run as one overlapped forward-and-backward unit (DualPipe's F&B, DeepSeek-V3; schedules.md §9):
+the pair is one F and one B or BW of different (stage, microbatch) (`validate`, rule
+`overlap`); the simulator starts the pair when the rank is free and both ops' inputs are ready
+and prices it with the cost model's overlap time (`sim::overlap_time`); an executor may run the
+two ops one after the other. It is false for every op of the other schedules, so
+`op{kind, stage, microbatch}` keeps its meaning.
 */
 struct op {
   op_kind kind{op_kind::forward};
   std::int32_t stage{0};
   std::int32_t microbatch{0};
+  bool overlapped{false};  ///< runs overlapped with the next op of the rank's list (an F&B pair)
 
   friend constexpr bool operator==(const op&, const op&) = default;
 };

@@ -16,6 +16,7 @@ the rest of Stretto needs only the standard library.
 | `data` | the op producing a value → the op using it: on one rank (e.g. F → B), and, in a compute-only graph, across ranks (F(s) → F(s+1), B(s+1) → B(s)); in a lowered graph, producer → send and receive → consumer |
 | `message` | a send → its receive |
 | `rendezvous` | the op before a receive → its send, and the op before a send → its receive: a send completes only once its receive is posted, and a receive only once its send is |
+| `overlap` | in a compute-only graph, the producer of an input of the second op of an overlapped F&B pair (`op::overlapped`) → the pair's first op: the pair starts once the inputs of both ops are there |
 
 A compute-only schedule deadlocks (under blocking receives) exactly when its graph has a cycle;
 a lowered schedule deadlocks under rendezvous semantics exactly when its graph has a cycle (a
@@ -48,15 +49,16 @@ the edges into the pair).
 namespace stretto::graph {
 
 /** @brief Why one op must complete before another (see the file's table). */
-enum class edge_kind : std::uint8_t { program_order, data, message, rendezvous };
+enum class edge_kind : std::uint8_t { program_order, data, message, rendezvous, overlap };
 
-/** @brief Returns "program_order", "data", "message" or "rendezvous". */
+/** @brief Returns "program_order", "data", "message", "rendezvous" or "overlap". */
 constexpr std::string_view to_string(edge_kind kind) noexcept {
   switch (kind) {
     case edge_kind::program_order: return "program_order";
     case edge_kind::data: return "data";
     case edge_kind::message: return "message";
     case edge_kind::rendezvous: return "rendezvous";
+    case edge_kind::overlap: return "overlap";
   }
   return "?";
 }
@@ -125,6 +127,9 @@ class dependency_graph {
       for (const dependency& d : dependencies_of(o, s.shape())) {
         const auto cell = static_cast<std::size_t>(d.stage * m + d.microbatch);
         add_edge(d.kind == dependency_kind::forward ? forward[cell] : gradient[cell], v, edge_kind::data);
+        // The second op of an F&B pair: its inputs also hold back the pair's first op.
+        if (graph_[v].where.position > 0 && graph_[v - 1].where.what.compute.overlapped)
+          add_edge(d.kind == dependency_kind::forward ? forward[cell] : gradient[cell], v - 1, edge_kind::overlap);
       }
     });
   }
@@ -307,6 +312,8 @@ inline std::string why(const dependency_graph& g, vertex_id from, vertex_id to, 
     case edge_kind::message: return cat(second, " receives what ", first, " sends");
     case edge_kind::rendezvous:
       return cat(second, " cannot complete before rank ", g[from].rank, " posts its other end, which follows ", first);
+    case edge_kind::overlap:
+      return cat(second, " runs overlapped with the next op, which needs the output of ", first);
   }
   return "?";
 }
@@ -393,14 +400,28 @@ critical_path_result critical_path(const dependency_graph& g, const Costs& costs
   const pipeline_shape& shape = g.shape();
   std::vector<double> start_at(g.num_vertices(), 0.0), finish(g.num_vertices(), 0.0);
   std::vector<vertex_id> before(g.num_vertices(), boost::graph_traits<boost_graph>::null_vertex());
+  // In a compute-only graph an overlapped F&B pair takes `sim::overlap_time` on its first op and
+  // nothing on its second, which starts when the first ends: both end together, as in `simulate`.
+  auto pair_first = [&](vertex_id v) {
+    const lowered_op& o = bg[v].where.what;
+    return !g.is_lowered() && o.kind == lowered_kind::compute && o.compute.overlapped && v + 1 < g.num_vertices() &&
+           bg[v + 1].where.rank == bg[v].where.rank;
+  };
   auto duration = [&](vertex_id v) {
     const lowered_op& o = bg[v].where.what;
-    return o.kind == lowered_kind::compute ? costs.duration(o.compute, shape) : 0.0;
+    if (o.kind != lowered_kind::compute) return 0.0;
+    if (pair_first(v)) return sim::overlap_time(costs, o.compute, bg[v + 1].where.what.compute, shape);
+    if (bg[v].where.position > 0 && pair_first(v - 1)) return 0.0;
+    return costs.duration(o.compute, shape);
   };
   auto delay = [&](vertex_id from, vertex_id to, edge_kind kind) {
     const lowered_op& a = bg[from].where.what;
     const lowered_op& b = bg[to].where.what;
     if (kind == edge_kind::message) return costs.comm_delay(a.message.from_stage, a.message.to_stage, shape);
+    if (kind == edge_kind::overlap)  // the input is the partner's (to + 1)
+      return bg[from].where.rank != bg[to].where.rank
+                 ? costs.comm_delay(a.compute.stage, bg[to + 1].where.what.compute.stage, shape)
+                 : 0.0;
     if (kind == edge_kind::data && bg[from].where.rank != bg[to].where.rank)
       return costs.comm_delay(a.compute.stage, b.compute.stage, shape);
     return 0.0;

@@ -30,6 +30,7 @@ enum class schedule_rule : std::uint8_t {
   mixed_backward,       ///< a (stage, microbatch) has both a fused BW and a split B or W
   missing_op,           ///< a (stage, microbatch) lacks its F, or its backward (BW, or B and W)
   order,                ///< on a stage, B before its F, or W before its B
+  overlap,              ///< an overlapped op not followed, on its rank, by a partner that makes one F&B pair
   deadlock,             ///< ranks executing in order with blocking receives never finish
 };
 
@@ -45,6 +46,7 @@ constexpr std::string_view to_string(schedule_rule rule) noexcept {
     case schedule_rule::mixed_backward: return "mixed_backward";
     case schedule_rule::missing_op: return "missing_op";
     case schedule_rule::order: return "order";
+    case schedule_rule::overlap: return "overlap";
     case schedule_rule::deadlock: return "deadlock";
   }
   return "?";
@@ -93,9 +95,13 @@ Invariants, in the order checked:
 3. `duplicate_op`, `mixed_backward`, `missing_op`: each (stage, microbatch) has exactly one F and
    either exactly one BW or exactly one B and one W.
 4. `order`: per stage, F before B (or BW) before W in the rank's list.
-5. `deadlock`: every rank executing its list in order, where an op blocks until the ops it depends
+5. `overlap`: an op marked `overlapped` is followed on its rank by a partner, not itself marked,
+   such that the two are one F and one B or BW of different (stage, microbatch): an F&B pair
+   (DualPipe, schedules.md §9).
+6. `deadlock`: every rank executing its list in order, where an op blocks until the ops it depends
    on (`stretto::dependencies_of`) have run on their ranks (receives block, sends are buffered),
-   runs to completion. The message names each stuck rank's op and what it waits for.
+   runs to completion; an overlapped pair runs as one unit, once the inputs of both ops are there.
+   The message names each stuck rank's op and what it waits for.
 
 **Complexity.** O(N) memory and O(N·p) time for N ops. Usable in `static_assert`.
 */
@@ -187,7 +193,29 @@ constexpr validation_result validate(const schedule& s) {
     }
   }
 
-  // 5: deadlock freedom. done[k] marks, per (stage, microbatch), the F and the input-gradient
+  // 5: overlapped F&B pairs.
+  for (std::int32_t r = 0; r < shape.num_ranks; ++r) {
+    const auto list = s.ops(r);
+    for (std::size_t i = 0; i < list.size(); ++i) {
+      const op& o = list[i];
+      if (!o.overlapped) continue;
+      if (i + 1 >= list.size())
+        return detail::fail(schedule_rule::overlap, r, o,
+                            cat(to_string(o), " at position ", i, " on rank ", r,
+                                " is marked overlapped but is the last op of its rank; an F&B pair needs a partner op "
+                                "right after it (unmark it to run it alone)"));
+      const op& next = list[i + 1];
+      const bool f_first = o.kind == op_kind::forward && produces_input_gradient(next.kind);
+      const bool b_first = produces_input_gradient(o.kind) && next.kind == op_kind::forward;
+      if (next.overlapped || !(f_first || b_first) || (o.stage == next.stage && o.microbatch == next.microbatch))
+        return detail::fail(schedule_rule::overlap, r, o,
+                            cat(to_string(o), " at position ", i, " on rank ", r, " is marked overlapped with ",
+                                to_string(next), "; an F&B pair must be one F and one B or BW of different stage or "
+                                "microbatch, and its second op must not be marked overlapped itself"));
+    }
+  }
+
+  // 6: deadlock freedom. done[k] marks, per (stage, microbatch), the F and the input-gradient
   // producer (B or BW) and the B alone, as they complete.
   std::vector<unsigned char> f_done(census.size(), 0), grad_done(census.size(), 0);
   auto index = [&](std::int32_t stage, std::int32_t j) {
@@ -206,15 +234,21 @@ constexpr validation_result validate(const schedule& s) {
       const auto list = s.ops(r);
       auto& c = cursor[static_cast<std::size_t>(r)];
       while (c < list.size()) {
-        const op& o = list[c];
-        const auto deps = dependencies_of(o, shape);
+        // An overlapped pair (rule 5 guarantees the partner) runs as one unit.
+        const std::size_t width = list[c].overlapped ? 2 : 1;
         bool ready = true;
-        for (std::size_t d = 0; d < deps.size; ++d) ready = ready && is_done(deps.items[d]);
+        for (std::size_t k = 0; k < width; ++k) {
+          const auto deps = dependencies_of(list[c + k], shape);
+          for (std::size_t d = 0; d < deps.size; ++d) ready = ready && is_done(deps.items[d]);
+        }
         if (!ready) break;
-        if (o.kind == op_kind::forward) f_done[index(o.stage, o.microbatch)] = 1;
-        if (produces_input_gradient(o.kind)) grad_done[index(o.stage, o.microbatch)] = 1;
-        ++c;
-        --remaining;
+        for (std::size_t k = 0; k < width; ++k) {
+          const op& o = list[c + k];
+          if (o.kind == op_kind::forward) f_done[index(o.stage, o.microbatch)] = 1;
+          if (produces_input_gradient(o.kind)) grad_done[index(o.stage, o.microbatch)] = 1;
+        }
+        c += width;
+        remaining -= width;
         progress = true;
       }
     }
@@ -232,11 +266,15 @@ constexpr validation_result validate(const schedule& s) {
         first_rank = r;
         first = o;
       }
-      text += cat(" rank ", r, " is stuck at ", to_string(o), " (position ", c, ") waiting for");
-      const auto deps = dependencies_of(o, shape);
-      for (std::size_t d = 0; d < deps.size; ++d)
-        if (!is_done(deps.items[d])) text += cat(" ", to_string(deps.items[d]), " on rank ",
-                                                          s.rank_of(deps.items[d].stage, deps.items[d].microbatch));
+      text += cat(" rank ", r, " is stuck at ", to_string(o), " (position ", c, ")");
+      if (o.overlapped) text += cat(" overlapped with ", to_string(list[c + 1]));
+      text += " waiting for";
+      for (std::size_t k = 0; k < (o.overlapped ? 2u : 1u); ++k) {
+        const auto deps = dependencies_of(list[c + k], shape);
+        for (std::size_t d = 0; d < deps.size; ++d)
+          if (!is_done(deps.items[d])) text += cat(" ", to_string(deps.items[d]), " on rank ",
+                                                            s.rank_of(deps.items[d].stage, deps.items[d].microbatch));
+      }
       text += ";";
     }
     return detail::fail(schedule_rule::deadlock, first_rank, first, text);

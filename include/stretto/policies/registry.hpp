@@ -12,6 +12,7 @@
 #include "../core/concepts.hpp"
 #include "../core/errors.hpp"
 #include "bidirectional.hpp"
+#include "dualpipe.hpp"
 #include "gpipe.hpp"
 #include "looped.hpp"
 #include "one_f_one_b.hpp"
@@ -50,6 +51,8 @@ inline constexpr std::array all_policies{
     info_of<one_f_one_b_2bp>("1F1B with 2BP: weight gradients deferred to the end of the step (Rae et al. 2024)"),
     info_of<chimera>("Chimera: two replicas fed from both ends, 1F1B each way (Li & Hoefler 2021)", 1, true),
     info_of<bitpipe>("BitPipe: two V-shaped replicas fed from both ends (Wu et al. 2024)", 2, true),
+    info_of<dualpipe>("DualPipe: two replicas fed from both ends, overlapped F&B pairs (DeepSeek-V3 2024)", 1, true),
+    info_of<dualpipev>("DualPipeV: DualPipe cut in half, V-shaped, overlapped F&B pairs (DeepSeek-V3 / Sea AI Lab)", 2),
 };
 
 /** @brief Returns the valid policy names joined by ", ", for error messages and `--help`. */

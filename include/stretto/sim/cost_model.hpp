@@ -13,7 +13,9 @@
 | `c.memory_delta(o, s)` | `double` | activation memory the op adds (+) or frees (−) on its rank, in units of M_B |
 
 Optionally `c.optimizer(rank, s)` returns an `optimizer_step` (concept
-`cost_model_with_optimizer`); `stage_costs` is the cost model with every feature.
+`cost_model_with_optimizer`); `stage_costs` is the cost model with every feature. Optionally
+`c.overlap_time(f, b, s)` prices an overlapped F&B pair (`op::overlapped`; DualPipe, schedules.md
+§9); `stretto::sim::overlap_time` falls back to the two durations added up (serial compute).
 
 **Memory model** (schedules.md §0; Zero Bubble, Qi et al. 2024, §3.1): F keeps M_B/v of
 activations; B frees all but M_W/v (what W still needs); W frees the rest; BW frees M_B/v.
@@ -59,7 +61,10 @@ on one rank's share of the model (a "full stage", 1/p of the model); an op on a 
 1/v of that share takes T/v. A fused BW takes `t_backward_input + t_backward_weight`. `t_comm`
 is paid by every dependency that crosses ranks. `activation_memory` is M_B and
 `weight_gradient_memory` is M_W, both per full stage; the defaults M_B = 1, M_W = 0.5 follow
-the Zero Bubble code (2 and 1 units).
+the Zero Bubble code (2 and 1 units). `t_overlapped_fb` is the time of one overlapped F&B pair
+(DualPipe's "F&B", schedules.md §9) per full stage, divided by v like the others; negative (the
+default) means F + B: the two ops' times added up, serial compute with only communication
+hidden, as the DualPipe figure is drawn.
 */
 struct uniform_costs {
   double t_forward{1.0};
@@ -68,6 +73,7 @@ struct uniform_costs {
   double t_comm{0.0};
   double activation_memory{1.0};
   double weight_gradient_memory{0.5};
+  double t_overlapped_fb{-1.0};
 
   constexpr double duration(const op& o, const pipeline_shape& s) const noexcept {
     double t = 0.0;
@@ -86,13 +92,20 @@ struct uniform_costs {
     return detail::memory_delta(o.kind, activation_memory, weight_gradient_memory) /
            static_cast<double>(s.num_chunks);
   }
+  /** @brief The time of the overlapped pair (`f`, `b`): `t_overlapped_fb / v`, or the sum of their durations when negative. */
+  constexpr double overlap_time(const op& f, const op& b, const pipeline_shape& s) const noexcept {
+    return t_overlapped_fb < 0.0 ? duration(f, s) + duration(b, s) : t_overlapped_fb / static_cast<double>(s.num_chunks);
+  }
 
   /**
-  @brief Throws `argument_error` unless every time is ≥ 0 and M_B ≥ M_W ≥ 0.
+  @brief Throws `argument_error` unless every time is ≥ 0 (`t_overlapped_fb` may be negative,
+  meaning F + B) and M_B ≥ M_W ≥ 0.
   */
   void check() const {
     if (!(t_forward >= 0 && t_backward_input >= 0 && t_backward_weight >= 0 && t_comm >= 0))
       throw argument_error("cost model: times must be non-negative numbers");
+    if (t_overlapped_fb != t_overlapped_fb)
+      throw argument_error("cost model: t_overlapped_fb must be a number (negative: F + B)");
     if (!(activation_memory >= weight_gradient_memory && weight_gradient_memory >= 0))
       throw argument_error("cost model: memory must satisfy M_B >= M_W >= 0");
   }
@@ -187,6 +200,9 @@ by the global stage s in `[0, S)`, S = p·v, and holds the value for one microba
   units of one full stage's M_B as in `uniform_costs`). Empty vectors mean M_B = 1, M_W = 0.5.
 - `optimizer_time[r]` is rank r's optimizer step (empty: 0 on every rank), with
   `synchronised_optimizer` and `sync_latency` as in `optimizer_step`.
+- `t_overlapped_fb` is the time of one overlapped F&B pair (`op::overlapped`; DualPipe,
+  schedules.md §9), per chunk like the per-stage times; negative (the default) means the two
+  ops' times added up (serial compute, only communication hidden).
 
 **Errors.** `check(shape)` throws `argument_error` naming the field when a vector has the wrong
 length, a value is negative or not finite, or M_W > M_B.
@@ -204,6 +220,7 @@ struct stage_costs {
   std::vector<double> optimizer_time;
   bool synchronised_optimizer{false};
   double sync_latency{0.0};
+  double t_overlapped_fb{-1.0};
 
   constexpr double duration(const op& o, const pipeline_shape&) const noexcept {
     const auto s = static_cast<std::size_t>(o.stage);
@@ -227,6 +244,10 @@ struct stage_costs {
     const double m_w = s < weight_gradient_memory.size() ? weight_gradient_memory[s] : 0.5;
     return detail::memory_delta(o.kind, m_b, m_w);
   }
+  /** @brief The time of the overlapped pair (`f`, `b`): `t_overlapped_fb`, or the sum of their durations when negative. */
+  constexpr double overlap_time(const op& f, const op& b, const pipeline_shape& s) const noexcept {
+    return t_overlapped_fb < 0.0 ? duration(f, s) + duration(b, s) : t_overlapped_fb;
+  }
   constexpr optimizer_step optimizer(std::int32_t rank, const pipeline_shape&) const noexcept {
     const auto r = static_cast<std::size_t>(rank);
     return {r < optimizer_time.size() ? optimizer_time[r] : 0.0, synchronised_optimizer, sync_latency};
@@ -247,6 +268,7 @@ struct stage_costs {
     out.latency = u.t_comm;
     out.activation_memory.assign(n, u.activation_memory / v);
     out.weight_gradient_memory.assign(n, u.weight_gradient_memory / v);
+    out.t_overlapped_fb = u.t_overlapped_fb < 0.0 ? -1.0 : u.t_overlapped_fb / v;
     return out;
   }
 
@@ -292,6 +314,8 @@ struct stage_costs {
     for (double x : {latency, bandwidth, sync_latency})
       if (!(x >= 0.0) || x > std::numeric_limits<double>::max())
         fail("latency, bandwidth and sync_latency", "must be finite numbers >= 0");
+    if (t_overlapped_fb != t_overlapped_fb || t_overlapped_fb > std::numeric_limits<double>::max())
+      fail("t_overlapped_fb", "must be a finite number (negative: the F and B times added up)");
     for (std::size_t s = 0; s < stages; ++s) {
       const double m_b = s < activation_memory.size() ? activation_memory[s] : 1.0;
       const double m_w = s < weight_gradient_memory.size() ? weight_gradient_memory[s] : 0.5;
@@ -300,6 +324,18 @@ struct stage_costs {
     }
   }
 };
+
+/**
+@brief The time an overlapped F&B pair (`first`, `second`) takes under `c`: `c.overlap_time(...)`
+when the cost model has it, else the two durations added up.
+*/
+template <cost_model Costs>
+constexpr double overlap_time(const Costs& c, const op& first, const op& second, const pipeline_shape& s) {
+  if constexpr (requires { { c.overlap_time(first, second, s) } -> std::convertible_to<double>; })
+    return c.overlap_time(first, second, s);
+  else
+    return c.duration(first, s) + c.duration(second, s);
+}
 
 static_assert(cost_model<uniform_costs>);
 static_assert(cost_model<table_costs>);

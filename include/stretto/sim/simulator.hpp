@@ -96,7 +96,10 @@ namespace detail {
 
 Each rank runs its list in order; an op starts when its rank is free and every dependency is
 ready. A rank that reaches an op whose input does not exist yet parks on that input and is
-resumed when it is produced, so every op is visited once: O(N) for N ops.
+resumed when it is produced, so every op is visited once: O(N) for N ops. An overlapped F&B
+pair (`op::overlapped` on its first op) starts when the rank is free and the inputs of both ops
+are ready, takes `overlap_time(costs, first, second, shape)`, and both of its ops end together:
+the two events share one interval.
 @return false when some rank never finishes (a deadlock); `out` then holds what did run.
 */
 template <class Lists, cost_model Costs>
@@ -132,6 +135,44 @@ constexpr bool run_timeline(const Lists& lists, const pipeline_shape& shape, con
     auto& events = out.ranks[rank];
     while (c < list.size()) {
       const op& o = list[c];
+      if (o.overlapped && c + 1 < list.size()) {
+        // An F&B pair: wait for the inputs of both ops, then run them as one unit.
+        const op& partner = list[c + 1];
+        double ready = rank_free;
+        bool blocked = false;
+        for (const op* x : {&o, &partner}) {
+          for (const dependency& d : dependencies_of(*x, shape)) {
+            const std::size_t cell = static_cast<std::size_t>(d.stage) * m + static_cast<std::size_t>(d.microbatch);
+            const bool is_forward = d.kind == dependency_kind::forward;
+            const double end = is_forward ? forward_end[cell] : gradient_end[cell];
+            if (end < 0.0) {
+              (is_forward ? forward_waiter : gradient_waiter)[cell] = r;
+              blocked = true;
+              break;
+            }
+            const double delay = lists.rank_of(d.stage, d.microbatch) != r ? costs.comm_delay(d.stage, x->stage, shape) : 0.0;
+            ready = end + delay > ready ? end + delay : ready;
+          }
+          if (blocked) break;
+        }
+        if (blocked) break;
+        const double end = ready + overlap_time(costs, o, partner, shape);
+        for (const op* x : {&o, &partner}) {
+          events.push_back({*x, ready, end});
+          const std::size_t cell = static_cast<std::size_t>(x->stage) * m + static_cast<std::size_t>(x->microbatch);
+          if (x->kind == op_kind::forward) {
+            forward_end[cell] = end;
+            wake(forward_waiter[cell]);
+          }
+          if (produces_input_gradient(x->kind)) {
+            gradient_end[cell] = end;
+            wake(gradient_waiter[cell]);
+          }
+        }
+        rank_free = end;
+        c += 2;
+        continue;
+      }
       double ready = rank_free;
       bool blocked = false;
       for (const dependency& d : dependencies_of(o, shape)) {

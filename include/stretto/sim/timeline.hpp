@@ -32,7 +32,8 @@ struct timeline {
 @brief Metrics of a timeline (schedules.md §0, items 5–7).
 
 - `span`: the longest rank's first start to last end (Zero Bubble §5.3, objective (3) of App. G).
-- `busy[r]`: the sum of rank r's op durations.
+- `busy[r]`: the sum of rank r's op durations; an overlapped F&B pair (`op::overlapped`) whose two
+  events share one interval, as the simulator records it, counts once.
 - `bubble_rate`: (p·span − Σ_r busy[r]) / (p·span), the idle fraction of the pipeline. With equal
   work per rank this is the Zero Bubble paper's (span − m·(T_F+T_B+T_W)) / span.
 - `bubble_overhead`: idle time over ideal time, (p·span − Σ busy) / Σ busy: the Megatron/BFPP
@@ -55,8 +56,12 @@ constexpr timeline_metrics measure(const timeline& t) {
     if (ops.empty()) continue;
     double first = ops.front().start;
     double last = ops.front().end;
-    for (const auto& o : ops) {
-      out.busy[r] += o.end - o.start;
+    for (std::size_t i = 0; i < ops.size(); ++i) {
+      const auto& o = ops[i];
+      // The two ops of a simulated F&B pair share one interval: count it once.
+      const bool shared = o.what.overlapped && i + 1 < ops.size() && ops[i + 1].start == o.start &&
+                          ops[i + 1].end == o.end;
+      if (!shared) out.busy[r] += o.end - o.start;
       first = o.start < first ? o.start : first;
       last = o.end > last ? o.end : last;
     }

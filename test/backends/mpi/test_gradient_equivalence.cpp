@@ -167,8 +167,15 @@ TEST_CASE("mpi.pipeline.gradient_equivalence_with_the_sequential_run" * doctest:
     // Unless the policy rejects this p (bidirectional ones need p even), it ran m = p and at
     // least two other microbatch counts.
     if (policy.check({p, 2 * p, policy.default_chunks}).empty()) {
-      CHECK(accepted.size() >= 3);
-      CHECK(std::find(accepted.begin(), accepted.end(), p) != accepted.end());
+      if (policy.check({p, p, policy.default_chunks}).empty()) {
+        CHECK(accepted.size() >= 3);
+        CHECK(std::find(accepted.begin(), accepted.end(), p) != accepted.end());
+      } else {
+        // The policy's minimum m exceeds p (dualpipe and dualpipev need m >= 2p; at p = 4 only
+        // m = 8 and 12 of the list qualify): it ran m = 2p and at least one other count.
+        CHECK(accepted.size() >= 2);
+        CHECK(std::find(accepted.begin(), accepted.end(), 2 * p) != accepted.end());
+      }
     }
   }
 }

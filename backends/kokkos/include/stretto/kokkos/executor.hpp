@@ -170,7 +170,7 @@ class executor {
   {
     if (forward_only_.empty()) {
       for (const op& o : schedule_.ops(rank_))
-        if (o.kind == op_kind::forward) forward_only_.push_back(o);
+        if (o.kind == op_kind::forward) forward_only_.push_back(op{o.kind, o.stage, o.microbatch});  // no F&B pair here
       std::stable_sort(forward_only_.begin(), forward_only_.end(), [](const op& a, const op& b) {
         return a.microbatch != b.microbatch ? a.microbatch < b.microbatch : a.stage < b.stage;
       });
