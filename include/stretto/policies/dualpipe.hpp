@@ -117,8 +117,11 @@ W (FIFO). The middle ranks (h = n−1) run their first F0 and B1 of step 4 one a
 pairs of step 4 and 5 are overlapped. Bubble, measured as span − busy on the busiest rank
 (the README's convention: idle time of one device in units of F, B, W, F&B), at
 PP = p = 8, F = 1, B = 1, W = 1 (README's full backward B = 2), F&B = F + B + W = 3 and any
-m ≥ 2p tested: (PP/2 − 1)(F&B + B_full − 3W) = 6, the README formula (ZB1P gives 7, 1F1B 21).
-§9 is read literally: step 4 runs m/2 − p + h + 1 times, phase 0/1 = own/other direction.
+m ≥ 2p tested: (PP/2 − 1)(F&B + B_full − 3W) = 6, the README formula (ZB1P gives 7, 1F1B 21);
+with F&B a cost-model parameter (`t_overlapped_fb`) 2.5 and 2 give 4.5 and 3, again the
+formula, on the ranks that run the most pairs (the maximum over ranks, the convention used).
+§9 is read literally, and that reading already lands on the formula: step 4 runs m/2 − p + h + 1
+times, phase 0/1 = own/other direction, microbatches in order within each direction.
 
 **Errors.** Needs p even (≥ 2), v = 1, m even and m ≥ 2p.
 */
