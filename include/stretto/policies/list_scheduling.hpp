@@ -78,9 +78,8 @@ constexpr void list_schedule(schedule& out, bool split, unit_costs costs, double
   auto ready_at = [&](const op& o, std::int32_t rank, std::int64_t t) {
     for (const dependency& d : dependencies_of(o, shape)) {
       const std::int64_t end = d.kind == dependency_kind::forward ? f_end[cell(d.stage, d.microbatch)] : b_end[cell(d.stage, d.microbatch)];
-      if (end < 0) return false;
-      const bool remote = out.rank_of(d.stage, d.microbatch) != rank;
-      if (end + (remote ? costs.comm : 0) > t) return false;
+      if (end < 0 || end > t) return false;
+      if (costs.comm > 0 && end + costs.comm > t && out.rank_of(d.stage, d.microbatch) != rank) return false;
     }
     return true;
   };
@@ -105,10 +104,12 @@ constexpr void list_schedule(schedule& out, bool split, unit_costs costs, double
       for (std::int32_t li : lanes_of[static_cast<std::size_t>(r)]) {
         const lane& l = lanes[static_cast<std::size_t>(li)];
         auto consider = [&](op o) {
-          if (!ready_at(o, r, t)) return;
           const candidate c{o, li, r};
           const std::int64_t key = priority(c);
-          if (!found || key < best_key) found = true, best_key = key, best = c;
+          // The key is cheaper than the readiness check: skip candidates that could not win.
+          if (found && key >= best_key) return;
+          if (!ready_at(o, r, t)) return;
+          found = true, best_key = key, best = c;
         };
         if (l.next_f < l.microbatches.size()) {
           const bool first_half = costs.reserve_second_half && l.stage < p;
