@@ -1,4 +1,5 @@
 #include "automatic.hpp"
+#include "format.hpp"
 
 #include <cmath>
 #include <fstream>
@@ -38,12 +39,6 @@ const automatic_schedule entries[3] = {
       stretto::placement_kind::linear, &check_auto, nullptr, 1, false},
      0.0},
 };
-
-std::string format_number(double value) {
-  std::ostringstream text;
-  text << value;
-  return text.str();
-}
 
 }  // namespace
 

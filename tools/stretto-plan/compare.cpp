@@ -1,4 +1,5 @@
 #include "compare.hpp"
+#include "format.hpp"
 
 #include <algorithm>
 #include <iomanip>
@@ -16,18 +17,6 @@
 namespace stretto_plan {
 
 namespace {
-
-std::string format_number(double value) {
-  std::ostringstream text;
-  text << std::setprecision(6) << value;
-  return text.str();
-}
-
-std::string format_fixed(double value, int decimals) {
-  std::ostringstream text;
-  text << std::fixed << std::setprecision(decimals) << value;
-  return text.str();
-}
 
 template <class Costs>
 compare_row measure_row(std::string name, std::string_view placement, const stretto::schedule& s, const Costs& costs) {

@@ -1,4 +1,5 @@
 #include "plan.hpp"
+#include "format.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -17,20 +18,6 @@
 namespace stretto_plan {
 
 namespace {
-
-/** @brief Returns `value` in the shortest general form with 6 significant digits, e.g. "27", "0.5". */
-std::string format_number(double value) {
-  std::ostringstream text;
-  text << std::setprecision(6) << value;
-  return text.str();
-}
-
-/** @brief Returns `value` with exactly `decimals` digits after the point, e.g. "0.1111". */
-std::string format_fixed(double value, int decimals) {
-  std::ostringstream text;
-  text << std::fixed << std::setprecision(decimals) << value;
-  return text.str();
-}
 
 void require_at_least_one(std::string_view option, std::int32_t value) {
   if (value < 1)
