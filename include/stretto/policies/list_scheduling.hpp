@@ -75,14 +75,25 @@ constexpr void list_schedule(schedule& out, bool split, unit_costs costs, double
   const auto cells = static_cast<std::size_t>(stages) * static_cast<std::size_t>(m);
   std::vector<std::int64_t> f_end(cells, -1), b_end(cells, -1);
   auto cell = [m](std::int32_t s, std::int32_t j) { return static_cast<std::size_t>(s) * static_cast<std::size_t>(m) + static_cast<std::size_t>(j); };
-  auto ready_at = [&](const op& o, std::int32_t rank, std::int64_t t) {
-    for (const dependency& d : dependencies_of(o, shape)) {
-      const std::int64_t end = d.kind == dependency_kind::forward ? f_end[cell(d.stage, d.microbatch)] : b_end[cell(d.stage, d.microbatch)];
-      if (end < 0 || end > t) return false;
-      if (costs.comm > 0 && end + costs.comm > t && out.rank_of(d.stage, d.microbatch) != rank) return false;
-    }
-    return true;
+  // Whether the inputs of `o` (dependencies_of, spelled out for speed: this is the hot loop)
+  // are on `rank` by time t.
+  auto arrived = [&](std::int64_t end, std::int32_t stage, std::int32_t mb, std::int32_t rank, std::int64_t t) {
+    if (end < 0 || end > t) return false;
+    return costs.comm == 0 || end + costs.comm <= t || out.rank_of(stage, mb) == rank;
   };
+  auto ready_at = [&](const op& o, std::int32_t rank, std::int64_t t) {
+    switch (o.kind) {
+      case op_kind::forward:
+        return o.stage == 0 || arrived(f_end[cell(o.stage - 1, o.microbatch)], o.stage - 1, o.microbatch, rank, t);
+      case op_kind::backward_weight:
+        return arrived(b_end[cell(o.stage, o.microbatch)], o.stage, o.microbatch, rank, t);
+      default:
+        return arrived(f_end[cell(o.stage, o.microbatch)], o.stage, o.microbatch, rank, t) &&
+               (o.stage + 1 == stages ||
+                arrived(b_end[cell(o.stage + 1, o.microbatch)], o.stage + 1, o.microbatch, rank, t));
+    }
+  };
+
   const double chunk = costs.memory_forward >= 0.0 ? costs.memory_forward : 1.0 / static_cast<double>(shape.num_chunks);
   const double left_for_w = costs.memory_weight >= 0.0 ? costs.memory_weight : chunk * 0.5;
   std::vector<double> held(static_cast<std::size_t>(p), 0.0);
