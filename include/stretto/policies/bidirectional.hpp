@@ -48,9 +48,7 @@ struct bitpipe {
   static constexpr std::string check(const pipeline_shape& s) {
     using detail::cat;
     if (std::string e = detail::check_counts(name, s); !e.empty()) return e;
-    if (s.num_ranks < 2 || s.num_ranks % 2 != 0)
-      return cat(name, ": pairs rank r with rank p-1-r, so the number of ranks must be even and at least 2 (got ",
-                 s.num_ranks, ")");
+    if (std::string e = detail::check_paired_ranks(name, s); !e.empty()) return e;
     if (s.num_chunks != 2)
       return cat(name, ": each replica is V-shaped with 2 chunks per rank, so chunks must be 2 (got ", s.num_chunks,
                  ")");
@@ -132,9 +130,7 @@ struct chimera {
   static constexpr std::string check(const pipeline_shape& s) {
     using detail::cat;
     if (std::string e = detail::check_counts(name, s); !e.empty()) return e;
-    if (s.num_ranks < 2 || s.num_ranks % 2 != 0)
-      return cat(name, ": pairs rank r with rank p-1-r, so the number of ranks must be even and at least 2 (got ",
-                 s.num_ranks, ")");
+    if (std::string e = detail::check_paired_ranks(name, s); !e.empty()) return e;
     if (s.num_chunks != 1)
       return cat(name, ": holds one stage of each replica per rank, so chunks must be 1 (got ", s.num_chunks,
                  "); bitpipe is the V-shaped bidirectional schedule");

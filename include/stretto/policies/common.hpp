@@ -41,6 +41,17 @@ constexpr std::string check_counts(std::string_view name, const pipeline_shape& 
 }
 
 /**
+@brief The rank rule of the bidirectional policies, which pair rank r with rank p−1−r for the
+two replicas: p even and at least 2.
+*/
+constexpr std::string check_paired_ranks(std::string_view name, const pipeline_shape& s) {
+  if (s.num_ranks < 2 || s.num_ranks % 2 != 0)
+    return cat(name, ": pairs rank r with rank p-1-r, so the number of ranks must be even and at least 2 (got ",
+               s.num_ranks, ")");
+  return {};
+}
+
+/**
 @brief The checks shared by policies with one stage per rank: `check_counts` and v = 1.
 */
 constexpr std::string check_linear(std::string_view name, const pipeline_shape& s) {
