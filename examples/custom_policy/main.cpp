@@ -23,7 +23,6 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
-#include <random>
 #include <vector>
 
 #include <stretto/compile_time/static_schedule.hpp>
@@ -61,26 +60,6 @@ const std::vector<std::int64_t> widths{16, 32, 24, 16, 10};  // 4 layers, one pe
 constexpr std::int64_t batch = 32;
 constexpr std::uint64_t seed = 7;
 constexpr double lr = 0.05, momentum = 0.9;
-
-struct step_data {
-  matrix_type inputs;
-  model_type::label_view labels;
-};
-
-step_data random_batch(int step) {
-  step_data d{matrix_type("inputs", batch, widths.front()), model_type::label_view("labels", batch)};
-  auto x = Kokkos::create_mirror_view(d.inputs);
-  auto y = Kokkos::create_mirror_view(d.labels);
-  std::mt19937_64 engine(100 + static_cast<std::uint64_t>(step));
-  std::uniform_real_distribution<double> uniform(-1.0, 1.0);
-  for (std::int64_t i = 0; i < batch; ++i) {
-    for (std::int64_t j = 0; j < widths.front(); ++j) x(i, j) = uniform(engine);
-    y(i) = static_cast<std::int32_t>(engine() % static_cast<std::uint64_t>(widths.back()));
-  }
-  Kokkos::deep_copy(d.inputs, x);
-  Kokkos::deep_copy(d.labels, y);
-  return d;
-}
 
 double relative_difference(const std::vector<double>& got, const std::vector<double>& want) {
   double diff = 0.0, scale = 0.0;
@@ -127,17 +106,9 @@ int run(int rank) {
   }
 
   // ---- 3. execution on the MPI ranks, from the compile-time table ------------------------------
-  const std::vector<step_data> data{random_batch(0), random_batch(1)};
   model_type reference(widths, 1, {0}, seed);  // the sequential run: one stage, one microbatch
-  for (const auto& d : data) {
-    reference.set_batch(d.inputs, d.labels, batch, 1, batch);
-    matrix_type logits("logits", batch, widths.back()), dlogits("dlogits", batch, widths.back());
-    reference.forward(0, 0, reference.input(0), logits);
-    (void)reference.loss(0, logits, dlogits);
-    reference.backward_input(0, 0, dlogits, matrix_type());
-    reference.backward_weight(0, 0);
-    reference.apply_gradients(lr, momentum);
-  }
+  const std::vector<model_type::batch_data> data{reference.random_batch(batch, 100), reference.random_batch(batch, 101)};
+  for (const auto& d : data) (void)reference.sequential_step(d, lr, momentum);
 
   const std::int32_t stage = rank;  // linear placement: stage r on rank r
   model_type model(widths, shape.num_stages(), {stage}, seed);

@@ -234,9 +234,7 @@ int train(const options& opt, int rank, int size) {
       model.set_batch(batch_inputs, batch_labels, opt.batch_size, opt.microbatches, opt.batch_size);
       MPI_Barrier(MPI_COMM_WORLD);
       const stretto::kokkos::step_record record = exec->run_step(clock_type::now());
-      stretto::mpi::allreduce_replica_gradients(
-          replica_comm, plan, [&](std::int32_t s) { return model.pack_gradients(s); },
-          [&](std::int32_t s, std::span<const double> g) { model.unpack_gradients(s, g); });
+      stretto::mpi::allreduce_replica_gradients(replica_comm, plan, model);
       model.apply_gradients(opt.lr, opt.momentum);
       loss_sum += record.loss;
       double busy = 0.0;

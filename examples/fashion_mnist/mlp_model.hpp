@@ -200,6 +200,50 @@ class mlp_model {
     saved_[static_cast<std::size_t>(s)].erase(mb);
   }
 
+  // ---- test and example helpers -------------------------------------------------------------------
+  /** @brief A batch of inputs `[rows, w0]` and labels `[rows]`. */
+  struct batch_data {
+    matrix_type inputs;
+    label_view labels;
+  };
+
+  /**
+  @brief A deterministic random batch of `rows` samples for this network: inputs uniform in
+  [−1, 1], labels uniform over the output classes, both drawn from `std::mt19937_64(seed)`.
+  */
+  batch_data random_batch(std::int64_t rows, std::uint64_t seed) const {
+    batch_data d{matrix_type("inputs", rows, widths_.front()), label_view("labels", rows)};
+    auto x = Kokkos::create_mirror_view(d.inputs);
+    auto y = Kokkos::create_mirror_view(d.labels);
+    std::mt19937_64 engine(seed);
+    std::uniform_real_distribution<double> uniform(-1.0, 1.0);
+    for (std::int64_t i = 0; i < rows; ++i) {
+      for (std::int64_t j = 0; j < widths_.front(); ++j) x(i, j) = static_cast<Scalar>(uniform(engine));
+      y(i) = static_cast<std::int32_t>(engine() % static_cast<std::uint64_t>(widths_.back()));
+    }
+    Kokkos::deep_copy(d.inputs, x);
+    Kokkos::deep_copy(d.labels, y);
+    return d;
+  }
+
+  /**
+  @brief One sequential training step on the whole batch, no pipeline: the reference run of the
+  gradient-equivalence checks. Returns the loss.
+  @pre the model has a single stage holding every layer.
+  */
+  double sequential_step(const batch_data& d, Scalar learning_rate, Scalar momentum) {
+    if (num_stages_ != 1) throw std::logic_error("mlp_model::sequential_step needs a model of one stage");
+    const auto rows = static_cast<std::int64_t>(d.labels.extent(0));
+    set_batch(d.inputs, d.labels, rows, 1, rows);
+    matrix_type logits("logits", rows, widths_.back()), dlogits("dlogits", rows, widths_.back());
+    forward(0, 0, input(0), logits);
+    const double value = loss(0, logits, dlogits);
+    backward_input(0, 0, dlogits, matrix_type());
+    backward_weight(0, 0);
+    apply_gradients(learning_rate, momentum);
+    return value;
+  }
+
   // ---- optimizer -------------------------------------------------------------------------------
   /** @brief SGD with momentum on the local layers, then zeroes the gradients. */
   void apply_gradients(Scalar learning_rate, Scalar momentum) {

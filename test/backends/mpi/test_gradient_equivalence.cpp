@@ -39,25 +39,6 @@ constexpr std::int64_t batch = 24;                                    // divisib
 constexpr std::uint64_t seed = 42;
 constexpr double lr = 0.1, momentum = 0.9;
 
-// Deterministic data of step `step`: inputs in [-1, 1], labels in [0, 5).
-struct step_data {
-  matrix_type inputs;
-  model_type::label_view labels;
-};
-step_data make_data(int step) {
-  step_data d{matrix_type("inputs", batch, widths.front()), model_type::label_view("labels", batch)};
-  auto x = Kokkos::create_mirror_view(d.inputs);
-  auto y = Kokkos::create_mirror_view(d.labels);
-  std::mt19937_64 engine(1000 + static_cast<std::uint64_t>(step));
-  std::uniform_real_distribution<double> uniform(-1.0, 1.0);
-  for (std::int64_t i = 0; i < batch; ++i) {
-    for (std::int64_t j = 0; j < widths.front(); ++j) x(i, j) = uniform(engine);
-    y(i) = static_cast<std::int32_t>(engine() % 5);
-  }
-  Kokkos::deep_copy(d.inputs, x);
-  Kokkos::deep_copy(d.labels, y);
-  return d;
-}
 
 // A stage model that delegates to the MLP, sleeps a random few hundred microseconds before
 // some ops (so that messages arrive in every order), and records how many microbatches'
@@ -106,20 +87,12 @@ TEST_CASE("mpi.pipeline.gradient_equivalence_with_the_sequential_run" * doctest:
   int rank = 0, p = 0;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   MPI_Comm_size(MPI_COMM_WORLD, &p);
-  const std::vector<step_data> data{make_data(0), make_data(1)};
-
-  // The sequential reference: every layer in one stage, the whole batch as one microbatch.
+  // The sequential reference: every layer in one stage, the whole batch as one microbatch; the
+  // data of step k is a random batch drawn with seed 1000 + k.
   model_type reference(widths, 1, {0}, seed);
+  const std::vector<model_type::batch_data> data{reference.random_batch(batch, 1000), reference.random_batch(batch, 1001)};
   std::vector<double> reference_loss;
-  for (const auto& d : data) {
-    reference.set_batch(d.inputs, d.labels, batch, 1, batch);
-    matrix_type logits("logits", batch, widths.back()), dlogits("dlogits", batch, widths.back());
-    reference.forward(0, 0, reference.input(0), logits);
-    reference_loss.push_back(reference.loss(0, logits, dlogits));
-    reference.backward_input(0, 0, dlogits, matrix_type());
-    reference.backward_weight(0, 0);
-    reference.apply_gradients(lr, momentum);
-  }
+  for (const auto& d : data) reference_loss.push_back(reference.sequential_step(d, lr, momentum));
 
   for (const auto& policy : stretto::policies::all_policies) {
     std::vector<std::int32_t> accepted;
@@ -142,9 +115,7 @@ TEST_CASE("mpi.pipeline.gradient_equivalence_with_the_sequential_run" * doctest:
       for (std::size_t step = 0; step < data.size(); ++step) {
         model.set_batch(data[step].inputs, data[step].labels, batch, m, batch);
         const double loss = exec.run_step().loss;
-        stretto::mpi::allreduce_replica_gradients(
-            replica_comm, plan, [&](std::int32_t s) { return model.pack_gradients(s); },
-            [&](std::int32_t s, std::span<const double> g) { model.unpack_gradients(s, g); });
+        stretto::mpi::allreduce_replica_gradients(replica_comm, plan, model);
         model.apply_gradients(lr, momentum);
         double total = 0.0;
         MPI_Allreduce(&loss, &total, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);

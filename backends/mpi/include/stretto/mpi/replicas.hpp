@@ -7,6 +7,7 @@ their gradients are summed across the two ranks that hold them, once per step.
 
 #include <mpi.h>
 
+#include <concepts>
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -54,6 +55,21 @@ void allreduce_replica_gradients(communicator& comm, const schedule& s, Pack&& p
     for (std::size_t i = 0; i < mine.size(); ++i) mine[i] += theirs[i];
     unpack(stage, std::span<const double>(mine));
   }
+}
+
+/**
+@brief The same for a model that packs its own gradients: `model.pack_gradients(stage)` returns a
+`std::vector<double>` and `model.unpack_gradients(stage, std::span<const double>)` stores them.
+*/
+template <class Model>
+  requires requires(Model& m, std::int32_t s, std::span<const double> g) {
+    { m.pack_gradients(s) } -> std::same_as<std::vector<double>>;
+    m.unpack_gradients(s, g);
+  }
+void allreduce_replica_gradients(communicator& comm, const schedule& s, Model& model) {
+  allreduce_replica_gradients(
+      comm, s, [&](std::int32_t stage) { return model.pack_gradients(stage); },
+      [&](std::int32_t stage, std::span<const double> g) { model.unpack_gradients(stage, g); });
 }
 
 }  // namespace stretto::mpi
