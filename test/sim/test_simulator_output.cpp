@@ -109,7 +109,8 @@ TEST_CASE("simulator.memory_curve_zb_h1_p4_m8" * doctest::timeout(5)) {
   // starts at {first start, 0}, has one point per op, reaches the peak, and ends at 0 when the
   // last W ends (rank 0: at 27, the span).
   const auto s = stretto::make_schedule<stretto::policies::zb_h1>({4, 8, 1});
-  const auto run = stretto::sim::simulate(s, stretto::sim::uniform_costs{1.0, 1.0, 1.0, 0.0, 1.0, 0.5});
+  const auto run =
+      stretto::sim::simulate(s, stretto::sim::uniform_costs{1.0, 1.0, 1.0, 0.0, 1.0, 0.5}, {.record_memory = true});
   REQUIRE(run.memory.size() == 4);
   const std::vector<double> peak{4.0, 3.5, 3.0, 2.5};
   for (std::size_t r = 0; r < 4; ++r) {
@@ -132,9 +133,9 @@ TEST_CASE("simulator.memory_curve_zb_h1_p4_m8" * doctest::timeout(5)) {
   CHECK(run.memory[3][1] == stretto::sim::memory_sample{3.0, 1.0});
 }
 
-TEST_CASE("simulator.memory_curve_can_be_skipped" * doctest::timeout(5)) {
+TEST_CASE("simulator.memory_curve_is_opt_in" * doctest::timeout(5)) {
   const auto s = stretto::make_schedule<stretto::policies::one_f_one_b>({4, 8, 1});
-  const auto run = stretto::sim::simulate(s, stretto::sim::uniform_costs{}, {.record_memory = false});
+  const auto run = stretto::sim::simulate(s, stretto::sim::uniform_costs{});
   CHECK(run.memory.empty());
   CHECK(run.peak_memory == std::vector<double>{4.0, 3.0, 2.0, 1.0});
 }

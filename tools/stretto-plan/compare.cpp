@@ -20,7 +20,7 @@ namespace {
 
 template <class Costs>
 compare_row measure_row(std::string name, std::string_view placement, const stretto::schedule& s, const Costs& costs) {
-  const stretto::sim::simulation run = stretto::sim::simulate(s, costs, {.record_memory = false});
+  const stretto::sim::simulation run = stretto::sim::simulate(s, costs);
   compare_row row;
   row.schedule = std::move(name);
   row.placement = std::string(placement);

@@ -83,29 +83,13 @@ constexpr validation_result fail(schedule_rule rule, std::int32_t rank, op culpr
   return {rule, rank, culprit, stretto::detail::cat("invalid schedule [", to_string(rule), "]: ", text)};
 }
 
-}  // namespace detail
 
 /**
-@brief Checks every invariant of a schedule and returns the first one broken.
-
-Invariants, in the order checked:
-1. `bad_shape`: p ≥ 1, m ≥ 1, v ≥ 1.
-2. `stage_out_of_range`, `microbatch_out_of_range`, `wrong_rank`: each op names an existing
-   stage and microbatch and sits on the rank that holds its stage under the placement.
-3. `duplicate_op`, `mixed_backward`, `missing_op`: each (stage, microbatch) has exactly one F and
-   either exactly one BW or exactly one B and one W.
-4. `order`: per stage, F before B (or BW) before W in the rank's list.
-5. `overlap`: an op marked `overlapped` is followed on its rank by a partner, not itself marked,
-   such that the two are one F and one B or BW of different (stage, microbatch): an F&B pair
-   (DualPipe, schedules.md §9).
-6. `deadlock`: every rank executing its list in order, where an op blocks until the ops it depends
-   on (`stretto::dependencies_of`) have run on their ranks (receives block, sends are buffered),
-   runs to completion; an overlapped pair runs as one unit, once the inputs of both ops are there.
-   The message names each stuck rank's op and what it waits for.
-
-**Complexity.** O(N) memory and O(N·p) time for N ops. Usable in `static_assert`.
+@brief Rules 1 to 5 of `validate` (shape, ranges, placement, op set, per-stage order, F&B pairs):
+everything but deadlock freedom. A schedule that passes can be run in list order by
+`validate_deadlock` or by the simulator, which find a deadlock themselves.
 */
-constexpr validation_result validate(const schedule& s) {
+constexpr validation_result validate_structure(const schedule& s) {
   using stretto::detail::cat;
   const pipeline_shape& shape = s.shape();
   if (shape.num_ranks < 1 || shape.num_microbatches < 1 || shape.num_chunks < 1)
@@ -215,9 +199,20 @@ constexpr validation_result validate(const schedule& s) {
     }
   }
 
+  return {};
+}
+
+/**
+@brief Rule 6 of `validate` (deadlock freedom) for a schedule that passes `validate_structure`.
+*/
+constexpr validation_result validate_deadlock(const schedule& s) {
+  using stretto::detail::cat;
+  const pipeline_shape& shape = s.shape();
+  const std::int32_t m = shape.num_microbatches;
+  const std::size_t cells = static_cast<std::size_t>(shape.num_stages()) * static_cast<std::size_t>(m);
   // 6: deadlock freedom. done[k] marks, per (stage, microbatch), the F and the input-gradient
   // producer (B or BW) and the B alone, as they complete.
-  std::vector<unsigned char> f_done(census.size(), 0), grad_done(census.size(), 0);
+  std::vector<unsigned char> f_done(cells, 0), grad_done(cells, 0);
   auto index = [&](std::int32_t stage, std::int32_t j) {
     return static_cast<std::size_t>(stage) * static_cast<std::size_t>(m) + static_cast<std::size_t>(j);
   };
@@ -280,6 +275,33 @@ constexpr validation_result validate(const schedule& s) {
     return detail::fail(schedule_rule::deadlock, first_rank, first, text);
   }
   return {};
+}
+
+}  // namespace detail
+
+/**
+@brief Checks every invariant of a schedule and returns the first one broken.
+
+Invariants, in the order checked:
+1. `bad_shape`: p ≥ 1, m ≥ 1, v ≥ 1.
+2. `stage_out_of_range`, `microbatch_out_of_range`, `wrong_rank`: each op names an existing
+   stage and microbatch and sits on the rank that holds its stage under the placement.
+3. `duplicate_op`, `mixed_backward`, `missing_op`: each (stage, microbatch) has exactly one F and
+   either exactly one BW or exactly one B and one W.
+4. `order`: per stage, F before B (or BW) before W in the rank's list.
+5. `overlap`: an op marked `overlapped` is followed on its rank by a partner, not itself marked,
+   such that the two are one F and one B or BW of different (stage, microbatch): an F&B pair
+   (DualPipe, schedules.md §9).
+6. `deadlock`: every rank executing its list in order, where an op blocks until the ops it depends
+   on (`stretto::dependencies_of`) have run on their ranks (receives block, sends are buffered),
+   runs to completion; an overlapped pair runs as one unit, once the inputs of both ops are there.
+   The message names each stuck rank's op and what it waits for.
+
+**Complexity.** O(N) memory and O(N·p) time for N ops. Usable in `static_assert`.
+*/
+constexpr validation_result validate(const schedule& s) {
+  if (validation_result result = detail::validate_structure(s); !result) return result;
+  return detail::validate_deadlock(s);
 }
 
 /**

@@ -13,6 +13,7 @@ schedules that the papers describe by their behaviour (ZB-V, Chimera's merged di
 #include "../core/dependencies.hpp"
 #include "../core/op.hpp"
 #include "../core/schedule.hpp"
+#include "../detail/config.hpp"
 
 namespace stretto::policies::detail {
 
@@ -53,16 +54,23 @@ backwards B with a W each, else fused BW. The microbatch replicas of `out` must 
 Dependencies follow `dependencies_of` with zero communication time.
 */
 template <class Priority>
-constexpr void list_schedule(schedule& out, bool split, unit_costs costs, double memory_limit, Priority priority) {
+STRETTO_FLATTEN constexpr void list_schedule(schedule& out, bool split, unit_costs costs, double memory_limit, Priority priority) {
   const pipeline_shape& shape = out.shape();
   const std::int32_t p = shape.num_ranks, m = shape.num_microbatches, stages = shape.num_stages();
   struct lane {
     std::int32_t stage, rank;
     std::vector<std::int32_t> microbatches;
     std::size_t next_f{0}, next_b{0}, next_w{0};
+    // When the inputs of the next F, B and W are on this rank: `unknown` (not looked up since
+    // the lane last moved or was woken), `waiting` (an input is not scheduled yet: skipped until
+    // its producer is scheduled and wakes the lane), else a time. An input's end never changes
+    // once known, so the hot loop looks each one up about once.
+    std::int64_t inputs_f{-1}, inputs_b{-1}, inputs_w{-1};
   };
+  constexpr std::int64_t unknown = -1, waiting = -2;
   std::vector<lane> lanes;
   std::vector<std::vector<std::int32_t>> lanes_of(static_cast<std::size_t>(p));
+  std::vector<std::int32_t> lane_of(2 * static_cast<std::size_t>(stages), -1);  // [2·stage + replica]
   for (std::int32_t s = 0; s < stages; ++s)
     for (std::int32_t replica = 0; replica < 2; ++replica) {
       lane l{s, rank_of_stage(out.placement(), shape, s, replica), {}};
@@ -70,27 +78,34 @@ constexpr void list_schedule(schedule& out, bool split, unit_costs costs, double
         if (out.replica_of(j) == replica) l.microbatches.push_back(j);
       if (l.microbatches.empty()) continue;
       lanes_of[static_cast<std::size_t>(l.rank)].push_back(static_cast<std::int32_t>(lanes.size()));
+      lane_of[static_cast<std::size_t>(2 * s + replica)] = static_cast<std::int32_t>(lanes.size());
       lanes.push_back(l);
     }
   const auto cells = static_cast<std::size_t>(stages) * static_cast<std::size_t>(m);
-  std::vector<std::int64_t> f_end(cells, -1), b_end(cells, -1);
-  auto cell = [m](std::int32_t s, std::int32_t j) { return static_cast<std::size_t>(s) * static_cast<std::size_t>(m) + static_cast<std::size_t>(j); };
-  // Whether the inputs of `o` (dependencies_of, spelled out for speed: this is the hot loop)
-  // are on `rank` by time t.
-  auto arrived = [&](std::int64_t end, std::int32_t stage, std::int32_t mb, std::int32_t rank, std::int64_t t) {
-    if (end < 0 || end > t) return false;
-    return costs.comm == 0 || end + costs.comm <= t || out.rank_of(stage, mb) == rank;
+  // Microbatch-major, F and B side by side: a B's two inputs, (s, j) and (s + 1, j), share a cache line.
+  struct ends {
+    std::int64_t f{-1}, b{-1};
   };
-  auto ready_at = [&](const op& o, std::int32_t rank, std::int64_t t) {
+  std::vector<ends> end_of(cells);
+  auto cell = [stages](std::int32_t s, std::int32_t j) { return static_cast<std::size_t>(j) * static_cast<std::size_t>(stages) + static_cast<std::size_t>(s); };
+  // When the inputs of `o` (dependencies_of, spelled out for speed: this is the hot loop) are
+  // on `rank`, or `waiting` while one of them has not been scheduled.
+  auto arrival = [&](std::int64_t end, std::int32_t stage, std::int32_t mb, std::int32_t rank) -> std::int64_t {
+    if (end < 0) return waiting;
+    return costs.comm == 0 || out.rank_of(stage, mb) == rank ? end : end + costs.comm;
+  };
+  auto inputs_at = [&](const op& o, std::int32_t rank) -> std::int64_t {
     switch (o.kind) {
       case op_kind::forward:
-        return o.stage == 0 || arrived(f_end[cell(o.stage - 1, o.microbatch)], o.stage - 1, o.microbatch, rank, t);
+        return o.stage == 0 ? 0 : arrival(end_of[cell(o.stage - 1, o.microbatch)].f, o.stage - 1, o.microbatch, rank);
       case op_kind::backward_weight:
-        return arrived(b_end[cell(o.stage, o.microbatch)], o.stage, o.microbatch, rank, t);
-      default:
-        return arrived(f_end[cell(o.stage, o.microbatch)], o.stage, o.microbatch, rank, t) &&
-               (o.stage + 1 == stages ||
-                arrived(b_end[cell(o.stage + 1, o.microbatch)], o.stage + 1, o.microbatch, rank, t));
+        return arrival(end_of[cell(o.stage, o.microbatch)].b, o.stage, o.microbatch, rank);
+      default: {
+        const std::int64_t f = arrival(end_of[cell(o.stage, o.microbatch)].f, o.stage, o.microbatch, rank);
+        if (f < 0 || o.stage + 1 == stages) return f;
+        const std::int64_t g = arrival(end_of[cell(o.stage + 1, o.microbatch)].b, o.stage + 1, o.microbatch, rank);
+        return g < 0 ? g : (f > g ? f : g);
+      }
     }
   };
 
@@ -113,26 +128,28 @@ constexpr void list_schedule(schedule& out, bool split, unit_costs costs, double
       std::int64_t best_key = 0;
       candidate best{};
       for (std::int32_t li : lanes_of[static_cast<std::size_t>(r)]) {
-        const lane& l = lanes[static_cast<std::size_t>(li)];
-        auto consider = [&](op o) {
+        lane& l = lanes[static_cast<std::size_t>(li)];
+        // `inputs`: the lane's cached input time for this kind of op.
+        auto consider = [&](op o, std::int64_t& inputs) {
+          if (inputs == waiting || inputs > t) return;  // known not ready: no key, no lookup
           const candidate c{o, li, r};
           const std::int64_t key = priority(c);
-          // The key is cheaper than the readiness check: skip candidates that could not win.
-          if (found && key >= best_key) return;
-          if (!ready_at(o, r, t)) return;
+          if (found && key >= best_key) return;  // could not win
+          if (inputs == unknown) inputs = inputs_at(o, r);
+          if (inputs < 0 || inputs > t) return;
           found = true, best_key = key, best = c;
         };
         if (l.next_f < l.microbatches.size()) {
           const bool first_half = costs.reserve_second_half && l.stage < p;
           const double need = held[static_cast<std::size_t>(r)] + reserved[static_cast<std::size_t>(r)] +
                               (first_half ? 2.0 * chunk : (costs.reserve_second_half ? 0.0 : chunk));
-          if (memory_limit > 0 && need <= memory_limit + 1e-9) consider(op{op_kind::forward, l.stage, l.microbatches[l.next_f]});
+          if (memory_limit > 0 && need <= memory_limit + 1e-9) consider(op{op_kind::forward, l.stage, l.microbatches[l.next_f]}, l.inputs_f);
         }
         if (memory_limit <= 0 && l.next_f < l.microbatches.size())
-          consider(op{op_kind::forward, l.stage, l.microbatches[l.next_f]});
+          consider(op{op_kind::forward, l.stage, l.microbatches[l.next_f]}, l.inputs_f);
         if (l.next_b < l.next_f)
-          consider(op{split ? op_kind::backward_input : op_kind::backward, l.stage, l.microbatches[l.next_b]});
-        if (split && l.next_w < l.next_b) consider(op{op_kind::backward_weight, l.stage, l.microbatches[l.next_w]});
+          consider(op{split ? op_kind::backward_input : op_kind::backward, l.stage, l.microbatches[l.next_b]}, l.inputs_b);
+        if (split && l.next_w < l.next_b) consider(op{op_kind::backward_weight, l.stage, l.microbatches[l.next_w]}, l.inputs_w);
       }
       if (!found) continue;
       lane& l = lanes[static_cast<std::size_t>(best.lane)];
@@ -140,21 +157,37 @@ constexpr void list_schedule(schedule& out, bool split, unit_costs costs, double
       std::int64_t duration = costs.forward;
       if (o.kind == op_kind::forward) {
         ++l.next_f;
+        l.inputs_f = unknown;
         held[static_cast<std::size_t>(r)] += chunk;
         if (costs.reserve_second_half) reserved[static_cast<std::size_t>(r)] += l.stage < p ? chunk : -chunk;
       } else if (o.kind == op_kind::backward_weight) {
         ++l.next_w;
+        l.inputs_w = unknown;
         duration = costs.weight;
         held[static_cast<std::size_t>(r)] -= left_for_w;
       } else {
         ++l.next_b;
+        l.inputs_b = unknown;
         duration = costs.backward;
         held[static_cast<std::size_t>(r)] -= split ? chunk - left_for_w : chunk;
       }
       out.push_back(r, o);
       const std::int64_t end = t + duration;
-      if (o.kind == op_kind::forward) f_end[cell(o.stage, o.microbatch)] = end;
-      if (produces_input_gradient(o.kind)) b_end[cell(o.stage, o.microbatch)] = end;
+      // Record the end and wake the lane that may be waiting for it: the next stage's F, the
+      // previous stage's B (a W or a B waits only for ops of its own lane, scheduled before it).
+      const auto replica = static_cast<std::size_t>(out.replica_of(o.microbatch));
+      if (o.kind == op_kind::forward) {
+        end_of[cell(o.stage, o.microbatch)].f = end;
+        if (o.stage + 1 < stages)
+          if (const std::int32_t next = lane_of[2 * static_cast<std::size_t>(o.stage + 1) + replica]; next >= 0)
+            if (std::int64_t& w = lanes[static_cast<std::size_t>(next)].inputs_f; w == waiting) w = unknown;
+      }
+      if (produces_input_gradient(o.kind)) {
+        end_of[cell(o.stage, o.microbatch)].b = end;
+        if (o.stage > 0)
+          if (const std::int32_t previous = lane_of[2 * static_cast<std::size_t>(o.stage - 1) + replica]; previous >= 0)
+            if (std::int64_t& w = lanes[static_cast<std::size_t>(previous)].inputs_b; w == waiting) w = unknown;
+      }
       free_at[static_cast<std::size_t>(r)] = end;
       if (costs.comm > 0) arrivals.push_back(end + costs.comm);
       next_t = next_t < 0 || end < next_t ? end : next_t;

@@ -8,6 +8,7 @@ model"; schedules.md §0, which reproduces the Zero Bubble paper's Table 5).
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "../core/dependencies.hpp"
@@ -45,8 +46,8 @@ struct interval {
   unit (M_B for `uniform_costs`).
 - `memory[r]`: rank r's memory over time as a step function, starting with `{first start, 0}`.
   An op's memory delta takes effect when it starts if it allocates (F) and when it ends if it
-  frees (B, W, BW), so the curve's maximum is `peak_memory[r]`. Empty when
-  `simulate_options::record_memory` is false.
+  frees (B, W, BW), so the curve's maximum is `peak_memory[r]`. Empty unless
+  `simulate_options::record_memory` is set.
 - `optimizer[r]`: rank r's optimizer step; empty unless the cost model models one
   (`cost_model_with_optimizer`).
 - `step_time`: the time one optimizer step takes.
@@ -67,7 +68,9 @@ struct simulation {
 
 /** @brief Options of `simulate`. */
 struct simulate_options {
-  bool record_memory{true};  ///< fill `simulation::memory` (the curve over time)
+  /// Fill `simulation::memory`, the curve over time (one sample per op: as large as the
+  /// timeline again, so opt in when drawing it; `peak_memory` is always filled).
+  bool record_memory{false};
 };
 
 /**
@@ -105,12 +108,19 @@ the two events share one interval.
 template <class Lists, cost_model Costs>
 constexpr bool run_timeline(const Lists& lists, const pipeline_shape& shape, const Costs& costs, timeline& out) {
   const auto p = static_cast<std::size_t>(shape.num_ranks);
-  const auto m = static_cast<std::size_t>(shape.num_microbatches);
-  const std::size_t cells = static_cast<std::size_t>(shape.num_stages()) * m;
-  // [cell]: end time of F / of the input-gradient producer (B or BW), −1 while not run; the rank
-  // parked on it, −1 if none. Only a rank other than the producer's can be parked on a cell.
-  std::vector<double> forward_end(cells, -1.0), gradient_end(cells, -1.0);
-  std::vector<std::int32_t> forward_waiter(cells, -1), gradient_waiter(cells, -1);
+  const auto stages = static_cast<std::size_t>(shape.num_stages());
+  // Per (stage, microbatch) cell, microbatch-major so that an op's inputs, (s − 1, j) or
+  // (s + 1, j), sit next to its own cell: the end time of F and of the input-gradient producer
+  // (B or BW), −1 while not run, and the rank parked on each, −1 if none. Only a rank other than
+  // the producer's can be parked on a cell.
+  struct cell_state {
+    double forward_end{-1.0}, gradient_end{-1.0};
+    std::int32_t forward_waiter{-1}, gradient_waiter{-1};
+  };
+  std::vector<cell_state> cells(stages * static_cast<std::size_t>(shape.num_microbatches));
+  auto cell_of = [stages](std::int32_t stage, std::int32_t microbatch) {
+    return static_cast<std::size_t>(microbatch) * stages + static_cast<std::size_t>(stage);
+  };
   std::vector<std::size_t> cursor(p, 0);
   std::vector<double> free_at(p, 0.0);
   std::vector<std::int32_t> runnable;
@@ -123,6 +133,34 @@ constexpr bool run_timeline(const Lists& lists, const pipeline_shape& shape, con
   auto wake = [&runnable](std::int32_t& waiter) {
     if (waiter >= 0) runnable.push_back(waiter);
     waiter = -1;
+  };
+  // When the inputs of `x` are on rank r, or −1 after parking r on the first one missing.
+  auto inputs_ready = [&](const op& x, std::int32_t r, double ready) -> double {
+    for (const dependency& d : dependencies_of(x, shape)) {
+      cell_state& c = cells[cell_of(d.stage, d.microbatch)];
+      const bool is_forward = d.kind == dependency_kind::forward;
+      const double end = is_forward ? c.forward_end : c.gradient_end;
+      if (end < 0.0) {
+        (is_forward ? c.forward_waiter : c.gradient_waiter) = r;
+        return -1.0;
+      }
+      // The delay first: `rank_of` is only asked when a message costs time at all.
+      const double delay = costs.comm_delay(d.stage, x.stage, shape);
+      const double arrival = delay != 0.0 && lists.rank_of(d.stage, d.microbatch) != r ? end + delay : end;
+      ready = arrival > ready ? arrival : ready;
+    }
+    return ready;
+  };
+  auto finish = [&](const op& x, double end) {
+    cell_state& c = cells[cell_of(x.stage, x.microbatch)];
+    if (x.kind == op_kind::forward) {
+      c.forward_end = end;
+      wake(c.forward_waiter);
+    }
+    if (produces_input_gradient(x.kind)) {
+      c.gradient_end = end;
+      wake(c.gradient_waiter);
+    }
   };
 
   while (!runnable.empty()) {
@@ -138,67 +176,23 @@ constexpr bool run_timeline(const Lists& lists, const pipeline_shape& shape, con
       if (o.overlapped && c + 1 < list.size()) {
         // An F&B pair: wait for the inputs of both ops, then run them as one unit.
         const op& partner = list[c + 1];
-        double ready = rank_free;
-        bool blocked = false;
-        for (const op* x : {&o, &partner}) {
-          for (const dependency& d : dependencies_of(*x, shape)) {
-            const std::size_t cell = static_cast<std::size_t>(d.stage) * m + static_cast<std::size_t>(d.microbatch);
-            const bool is_forward = d.kind == dependency_kind::forward;
-            const double end = is_forward ? forward_end[cell] : gradient_end[cell];
-            if (end < 0.0) {
-              (is_forward ? forward_waiter : gradient_waiter)[cell] = r;
-              blocked = true;
-              break;
-            }
-            const double delay = lists.rank_of(d.stage, d.microbatch) != r ? costs.comm_delay(d.stage, x->stage, shape) : 0.0;
-            ready = end + delay > ready ? end + delay : ready;
-          }
-          if (blocked) break;
-        }
-        if (blocked) break;
+        double ready = inputs_ready(o, r, rank_free);
+        if (ready >= 0.0) ready = inputs_ready(partner, r, ready);
+        if (ready < 0.0) break;
         const double end = ready + overlap_time(costs, o, partner, shape);
-        for (const op* x : {&o, &partner}) {
-          events.push_back({*x, ready, end});
-          const std::size_t cell = static_cast<std::size_t>(x->stage) * m + static_cast<std::size_t>(x->microbatch);
-          if (x->kind == op_kind::forward) {
-            forward_end[cell] = end;
-            wake(forward_waiter[cell]);
-          }
-          if (produces_input_gradient(x->kind)) {
-            gradient_end[cell] = end;
-            wake(gradient_waiter[cell]);
-          }
-        }
+        events.push_back({o, ready, end});
+        events.push_back({partner, ready, end});
+        finish(o, end);
+        finish(partner, end);
         rank_free = end;
         c += 2;
         continue;
       }
-      double ready = rank_free;
-      bool blocked = false;
-      for (const dependency& d : dependencies_of(o, shape)) {
-        const std::size_t cell = static_cast<std::size_t>(d.stage) * m + static_cast<std::size_t>(d.microbatch);
-        const bool is_forward = d.kind == dependency_kind::forward;
-        const double end = is_forward ? forward_end[cell] : gradient_end[cell];
-        if (end < 0.0) {
-          (is_forward ? forward_waiter : gradient_waiter)[cell] = r;
-          blocked = true;
-          break;
-        }
-        const double delay = lists.rank_of(d.stage, d.microbatch) != r ? costs.comm_delay(d.stage, o.stage, shape) : 0.0;
-        ready = end + delay > ready ? end + delay : ready;
-      }
-      if (blocked) break;
+      const double ready = inputs_ready(o, r, rank_free);
+      if (ready < 0.0) break;
       const double end = ready + costs.duration(o, shape);
       events.push_back({o, ready, end});
-      const std::size_t cell = static_cast<std::size_t>(o.stage) * m + static_cast<std::size_t>(o.microbatch);
-      if (o.kind == op_kind::forward) {
-        forward_end[cell] = end;
-        wake(forward_waiter[cell]);
-      }
-      if (produces_input_gradient(o.kind)) {
-        gradient_end[cell] = end;
-        wake(gradient_waiter[cell]);
-      }
+      finish(o, end);
       rank_free = end;
       ++c;
     }
@@ -227,11 +221,16 @@ all-reduce barrier over all ranks when it is synchronised (schedules.md §7.8).
 */
 template <cost_model Costs>
 constexpr simulation simulate(const schedule& s, const Costs& costs, simulate_options options = {}) {
-  if (auto check = validate(s); !check) throw validation_error(check.message);
+  // The simulation itself finds a deadlock, so only the structural rules are checked first;
+  // `validate_deadlock` then only runs to word the error.
+  if (auto check = stretto::detail::validate_structure(s); !check) throw validation_error(check.message);
   const pipeline_shape& shape = s.shape();
   simulation out;
-  if (!detail::run_timeline(s, shape, costs, out.events))
-    throw validation_error("invalid schedule [deadlock]: the simulation did not finish");
+  if (!detail::run_timeline(s, shape, costs, out.events)) {
+    validation_result check = stretto::detail::validate_deadlock(s);
+    throw validation_error(check ? std::string("invalid schedule [deadlock]: the simulation did not finish")
+                                 : check.message);
+  }
   out.metrics = measure(out.events);
   out.step_time = out.metrics.span;
 
