@@ -153,4 +153,15 @@ TEST_CASE("simulator.rejects_a_deadlocked_schedule" * doctest::timeout(5)) {
                op{op_kind::backward, 1, 1}})
     s.push_back(1, o);
   CHECK_THROWS_AS(stretto::sim::simulate(s, stretto::sim::uniform_costs{}), stretto::validation_error);
+  // simulate checks only the structural rules up front and lets the run find the deadlock; the
+  // error it then throws is still validate's, naming each stuck rank and what it waits for.
+  const stretto::validation_result expected = stretto::validate(s);
+  REQUIRE(expected.rule == stretto::schedule_rule::deadlock);
+  try {
+    (void)stretto::sim::simulate(s, stretto::sim::uniform_costs{});
+    FAIL("simulate accepted a deadlocked schedule");
+  } catch (const stretto::validation_error& e) {
+    CHECK(std::string(e.what()) == expected.message);
+    CHECK(std::string(e.what()).find("rank 1 is stuck at F(stage 1, mb 1)") != std::string::npos);
+  }
 }
