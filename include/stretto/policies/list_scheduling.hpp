@@ -68,19 +68,24 @@ STRETTO_FLATTEN constexpr void list_schedule(schedule& out, bool split, unit_cos
     std::int64_t inputs_f{-1}, inputs_b{-1}, inputs_w{-1};
   };
   constexpr std::int64_t unknown = -1, waiting = -2;
+  // The lanes of rank r are lanes[first_lane[r] .. first_lane[r + 1]), by stage then replica.
   std::vector<lane> lanes;
-  std::vector<std::vector<std::int32_t>> lanes_of(static_cast<std::size_t>(p));
+  std::vector<std::size_t> first_lane(static_cast<std::size_t>(p) + 1, 0);
   std::vector<std::int32_t> lane_of(2 * static_cast<std::size_t>(stages), -1);  // [2·stage + replica]
-  for (std::int32_t s = 0; s < stages; ++s)
-    for (std::int32_t replica = 0; replica < 2; ++replica) {
-      lane l{s, rank_of_stage(out.placement(), shape, s, replica), {}};
-      for (std::int32_t j = 0; j < m; ++j)
-        if (out.replica_of(j) == replica) l.microbatches.push_back(j);
-      if (l.microbatches.empty()) continue;
-      lanes_of[static_cast<std::size_t>(l.rank)].push_back(static_cast<std::int32_t>(lanes.size()));
-      lane_of[static_cast<std::size_t>(2 * s + replica)] = static_cast<std::int32_t>(lanes.size());
-      lanes.push_back(l);
-    }
+  for (std::int32_t r = 0; r < p; ++r) {
+    first_lane[static_cast<std::size_t>(r)] = lanes.size();
+    for (std::int32_t s = 0; s < stages; ++s)
+      for (std::int32_t replica = 0; replica < 2; ++replica) {
+        if (rank_of_stage(out.placement(), shape, s, replica) != r) continue;
+        lane l{s, r, {}};
+        for (std::int32_t j = 0; j < m; ++j)
+          if (out.replica_of(j) == replica) l.microbatches.push_back(j);
+        if (l.microbatches.empty()) continue;
+        lane_of[static_cast<std::size_t>(2 * s + replica)] = static_cast<std::int32_t>(lanes.size());
+        lanes.push_back(l);
+      }
+  }
+  first_lane[static_cast<std::size_t>(p)] = lanes.size();
   const auto cells = static_cast<std::size_t>(stages) * static_cast<std::size_t>(m);
   // Microbatch-major, F and B side by side: a B's two inputs, (s, j) and (s + 1, j), share a cache line.
   struct ends {
@@ -127,8 +132,10 @@ STRETTO_FLATTEN constexpr void list_schedule(schedule& out, bool split, unit_cos
       bool found = false;
       std::int64_t best_key = 0;
       candidate best{};
-      for (std::int32_t li : lanes_of[static_cast<std::size_t>(r)]) {
-        lane& l = lanes[static_cast<std::size_t>(li)];
+      for (std::size_t lane_index = first_lane[static_cast<std::size_t>(r)];
+           lane_index < first_lane[static_cast<std::size_t>(r) + 1]; ++lane_index) {
+        lane& l = lanes[lane_index];
+        const auto li = static_cast<std::int32_t>(lane_index);
         // `inputs`: the lane's cached input time for this kind of op.
         auto consider = [&](op o, std::int64_t& inputs) {
           if (inputs == waiting || inputs > t) return;  // known not ready: no key, no lookup

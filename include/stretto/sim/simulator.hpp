@@ -14,6 +14,7 @@ model"; schedules.md §0, which reproduces the Zero Bubble paper's Table 5).
 #include "../core/dependencies.hpp"
 #include "../core/errors.hpp"
 #include "../core/schedule.hpp"
+#include "../detail/config.hpp"
 #include "../graph/validate.hpp"
 #include "cost_model.hpp"
 #include "timeline.hpp"
@@ -106,7 +107,7 @@ the two events share one interval.
 @return false when some rank never finishes (a deadlock); `out` then holds what did run.
 */
 template <class Lists, cost_model Costs>
-constexpr bool run_timeline(const Lists& lists, const pipeline_shape& shape, const Costs& costs, timeline& out) {
+STRETTO_FLATTEN constexpr bool run_timeline(const Lists& lists, const pipeline_shape& shape, const Costs& costs, timeline& out) {
   const auto p = static_cast<std::size_t>(shape.num_ranks);
   const auto stages = static_cast<std::size_t>(shape.num_stages());
   // Per (stage, microbatch) cell, microbatch-major so that an op's inputs, (s − 1, j) or
