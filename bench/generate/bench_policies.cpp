@@ -6,8 +6,9 @@ for three amounts of work:
 - `generate`: `make_schedule(name, shape)` (the policy's shape check and its generator);
 - `generate_validate`: the same, then `stretto::validate`;
 - `generate_validate_simulate`: `make_schedule`, then `sim::simulate` with uniform costs
-  (T_F = T_B = T_W = 1, T_comm = 0). `simulate` validates the schedule itself before running it,
-  so validation is counted once here, as a caller of `simulate` pays it.
+  (T_F = T_B = T_W = 1, T_comm = 0). `simulate` validates the schedule itself (the structural
+  rules before running it, deadlock freedom by running it), so validation is counted once here,
+  as a caller of `simulate` pays it.
 
 Benchmarks are named `<work>/<policy>/p:<ranks>/m:<microbatches>`.
 
