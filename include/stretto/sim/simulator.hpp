@@ -217,8 +217,9 @@ once. Communication overlaps compute and links never contend. When the cost mode
 optimizer (`cost_model_with_optimizer`), each rank's optimizer step follows its last op, after an
 all-reduce barrier over all ranks when it is synchronised (schedules.md §7.8).
 
-@throws validation_error if `s` is not valid (see `validate`).
-**Complexity.** O(N) after validation, for N ops.
+@throws validation_error if `s` is not valid, with `validate(s)`'s message: the structural rules
+are checked first, deadlock freedom by the run itself (a rank that never finishes).
+**Complexity.** O(N) for N ops, validation included.
 */
 template <cost_model Costs>
 constexpr simulation simulate(const schedule& s, const Costs& costs, simulate_options options = {}) {
