@@ -58,4 +58,7 @@ TEST_CASE("sim.auto_v.rejects_what_it_cannot_plan" * doctest::timeout(10)) {
                        stretto::shape_error);
   CHECK_THROWS_WITH_AS(stretto::sim::auto_schedule_v({4, 8, 2}, costs, 0.5),
                        doctest::Contains("at least one microbatch's activations"), stretto::argument_error);
+  // A negative message delay is not a cost (uniform_costs::check would refuse it too).
+  CHECK_THROWS_WITH_AS(stretto::sim::auto_schedule_v({2, 4, 2}, stretto::sim::uniform_costs{1, 1, 1, -0.5}, 2.0),
+                       doctest::Contains("must be >= 0 (got F 0.5, B 0.5, W 0.5, comm -0.5)"), stretto::argument_error);
 }

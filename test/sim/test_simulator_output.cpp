@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -140,6 +141,42 @@ TEST_CASE("simulator.memory_curve_is_opt_in" * doctest::timeout(5)) {
   CHECK(run.peak_memory == std::vector<double>{4.0, 3.0, 2.0, 1.0});
 }
 
+namespace {
+
+// uniform_costs that counts the delays it is asked for, and can throw on one op's duration.
+struct probing_costs {
+  stretto::sim::uniform_costs base{1.0, 1.0, 1.0, 0.5};
+  mutable int same_stage_delays = 0;
+  mutable int delays = 0;
+  bool throw_on_first_forward = false;
+  constexpr double duration(const stretto::op& o, const stretto::pipeline_shape& s) const {
+    if (throw_on_first_forward && o.kind == stretto::op_kind::forward && o.stage == 0 && o.microbatch == 0)
+      throw std::runtime_error("probing_costs: no time for F(0, 0)");
+    return base.duration(o, s);
+  }
+  constexpr double comm_delay(std::int32_t from, std::int32_t to, const stretto::pipeline_shape& s) const {
+    ++delays;
+    if (from == to) ++same_stage_delays;
+    return base.comm_delay(from, to, s);
+  }
+  constexpr double memory_delta(const stretto::op& o, const stretto::pipeline_shape& s) const {
+    return base.memory_delta(o, s);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("simulator.asks_for_delays_only_between_ranks" * doctest::timeout(5)) {
+  // cost_model's contract: comm_delay(a, b) is the delay between two stages on different ranks.
+  // 1F1B at p = 4, m = 8: each microbatch crosses 3 boundaries forward and 3 backward.
+  const auto s = stretto::make_schedule<stretto::policies::one_f_one_b>({4, 8, 1});
+  const probing_costs costs;
+  const auto run = stretto::sim::simulate(s, costs);
+  CHECK(costs.same_stage_delays == 0);
+  CHECK(costs.delays == 8 * 3 * 2);
+  CHECK(run.metrics.span == stretto::sim::simulate(s, costs.base).metrics.span);
+}
+
 TEST_CASE("simulator.rejects_a_deadlocked_schedule" * doctest::timeout(5)) {
   // Rank 1 runs F(1, 1) before BW(1, 0); F(1, 1) needs F(0, 1), which rank 0 runs after
   // BW(0, 0), which needs BW(1, 0): a cycle.
@@ -164,4 +201,12 @@ TEST_CASE("simulator.rejects_a_deadlocked_schedule" * doctest::timeout(5)) {
     CHECK(std::string(e.what()) == expected.message);
     CHECK(std::string(e.what()).find("rank 1 is stuck at F(stage 1, mb 1)") != std::string::npos);
   }
+  // A cost model that throws while the deadlocked schedule runs: still the deadlock error, as
+  // when validation ran first.
+  probing_costs throwing;
+  throwing.throw_on_first_forward = true;
+  CHECK_THROWS_WITH_AS(stretto::sim::simulate(s, throwing), expected.message.c_str(), stretto::validation_error);
+  // On a valid schedule the cost model's own error reaches the caller.
+  const auto valid = stretto::make_schedule<stretto::policies::one_f_one_b>({2, 2, 1});
+  CHECK_THROWS_WITH_AS(stretto::sim::simulate(valid, throwing), "probing_costs: no time for F(0, 0)", std::runtime_error);
 }

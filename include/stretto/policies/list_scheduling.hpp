@@ -11,9 +11,11 @@ schedules that the papers describe by their behaviour (ZB-V, Chimera's merged di
 #include <vector>
 
 #include "../core/dependencies.hpp"
+#include "../core/errors.hpp"
 #include "../core/op.hpp"
 #include "../core/schedule.hpp"
 #include "../detail/config.hpp"
+#include "../detail/text.hpp"
 
 namespace stretto::policies::detail {
 
@@ -38,7 +40,7 @@ struct unit_costs {
 /** What the priority function sees of a candidate op. */
 struct candidate {
   op what{};
-  std::int32_t lane{0};       ///< index of the (stage, replica) lane on this rank
+  std::int32_t lane{0};       ///< index of its (stage, replica) lane; lanes are numbered rank by rank, then by stage and replica
   std::int32_t lane_rank{0};  ///< the rank it runs on
 };
 
@@ -51,12 +53,19 @@ each run in microbatch order (as in the Zero Bubble heuristic, schedules.md §7.
 candidate only while the rank's activation memory stays within `memory_limit` (units of M_B, a
 chunk's F holding M_B/v, B leaving M_W/v with M_W = M_B/2; ≤ 0 means no limit). `split` makes
 backwards B with a W each, else fused BW. The microbatch replicas of `out` must be set first.
-Dependencies follow `dependencies_of` with zero communication time.
+Dependencies follow `dependencies_of`; one between two ranks is ready `costs.comm` after its
+producer ends.
+@throws argument_error when an op time or `costs.comm` is negative; std::logic_error when no op
+can start (every rank idle, nothing in flight: e.g. a memory limit below one microbatch).
 */
 template <class Priority>
 STRETTO_FLATTEN constexpr void list_schedule(schedule& out, bool split, unit_costs costs, double memory_limit, Priority priority) {
   const pipeline_shape& shape = out.shape();
   const std::int32_t p = shape.num_ranks, m = shape.num_microbatches, stages = shape.num_stages();
+  if (costs.forward < 0 || costs.backward < 0 || costs.weight < 0 || costs.comm < 0)
+    throw argument_error(stretto::detail::cat("list_schedule: op times and the message delay must be >= 0 (got F ",
+                                              costs.forward, ", B ", costs.backward, ", W ", costs.weight,
+                                              ", comm ", costs.comm, ")"));
   struct lane {
     std::int32_t stage, rank;
     std::vector<std::int32_t> microbatches;

@@ -10,6 +10,7 @@ under a memory limit (Qi et al., "Zero Bubble Pipeline Parallelism", §6; the of
 #include <stdexcept>
 #include <cstdint>
 #include <limits>
+#include <sstream>
 #include <string>
 
 #include "../core/errors.hpp"
@@ -42,7 +43,8 @@ within `memory_limit`.
 1F1B's peak). Op times from `costs.duration` of stage 0's ops (stages are assumed alike).
 
 @throws shape_error unless v = 2 and p, m ≥ 1; argument_error when `memory_limit` is below one
-microbatch's activations on a rank (both chunks' F).
+microbatch's activations on a rank (both chunks' F), or when an op time or the message delay is
+negative.
 */
 template <cost_model Costs>
 schedule auto_schedule_v(const pipeline_shape& shape, const Costs& costs, double memory_limit) {
@@ -58,6 +60,13 @@ schedule auto_schedule_v(const pipeline_shape& shape, const Costs& costs, double
   const double t_f = costs.duration(op{op_kind::forward, 0, 0}, shape);
   const double t_b = costs.duration(op{op_kind::backward_input, 0, 0}, shape);
   const double t_w = costs.duration(op{op_kind::backward_weight, 0, 0}, shape);
+  const double t_comm = costs.comm_delay(shape.num_ranks - 1, shape.num_ranks, shape);
+  if (!(t_f >= 0.0 && t_b >= 0.0 && t_w >= 0.0 && t_comm >= 0.0)) {
+    std::ostringstream text;
+    text << "auto-v: op times and the message delay must be >= 0 (got F " << t_f << ", B " << t_b << ", W " << t_w
+         << ", comm " << t_comm << ")";
+    throw argument_error(text.str());
+  }
   const double longest = std::max(t_f, std::max(t_b, t_w));
   const double unit = longest > 0.0 ? longest / 1000.0 : 1.0;
   auto ticks = [unit](double t) { return static_cast<std::int64_t>(std::llround(t / unit)); };

@@ -145,9 +145,9 @@ STRETTO_FLATTEN constexpr bool run_timeline(const Lists& lists, const pipeline_s
         (is_forward ? c.forward_waiter : c.gradient_waiter) = r;
         return -1.0;
       }
-      // The delay first: `rank_of` is only asked when a message costs time at all.
-      const double delay = costs.comm_delay(d.stage, x.stage, shape);
-      const double arrival = delay != 0.0 && lists.rank_of(d.stage, d.microbatch) != r ? end + delay : end;
+      // The cost model is asked for a delay only between two ranks, as its contract says.
+      const double arrival =
+          lists.rank_of(d.stage, d.microbatch) != r ? end + costs.comm_delay(d.stage, x.stage, shape) : end;
       ready = arrival > ready ? arrival : ready;
     }
     return ready;
@@ -228,11 +228,21 @@ constexpr simulation simulate(const schedule& s, const Costs& costs, simulate_op
   if (auto check = stretto::detail::validate_structure(s); !check) throw validation_error(check.message);
   const pipeline_shape& shape = s.shape();
   simulation out;
-  if (!detail::run_timeline(s, shape, costs, out.events)) {
+  auto deadlock = [&s] {
     validation_result check = stretto::detail::validate_deadlock(s);
-    throw validation_error(check ? std::string("invalid schedule [deadlock]: the simulation did not finish")
-                                 : check.message);
+    return validation_error(check ? std::string("invalid schedule [deadlock]: the simulation did not finish")
+                                  : check.message);
+  };
+  bool finished = false;
+  try {
+    finished = detail::run_timeline(s, shape, costs, out.events);
+  } catch (...) {
+    // The cost model threw. On a deadlocked schedule report the deadlock, as validating first
+    // would have; otherwise the cost model's error is the caller's to see.
+    if (!stretto::detail::validate_deadlock(s)) throw deadlock();
+    throw;
   }
+  if (!finished) throw deadlock();
   out.metrics = measure(out.events);
   out.step_time = out.metrics.span;
 
