@@ -83,7 +83,6 @@ constexpr validation_result fail(schedule_rule rule, std::int32_t rank, op culpr
   return {rule, rank, culprit, stretto::detail::cat("invalid schedule [", to_string(rule), "]: ", text)};
 }
 
-
 /**
 @brief Rules 1 to 5 of `validate` (shape, ranges, placement, op set, per-stage order, F&B pairs):
 everything but deadlock freedom. A schedule that passes can be run in list order by

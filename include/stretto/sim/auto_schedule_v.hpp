@@ -74,7 +74,7 @@ schedule auto_schedule_v(const pipeline_shape& shape, const Costs& costs, double
   policies::detail::unit_costs units{ticks(t_f),
                                      ticks(t_b),
                                      ticks(t_w),
-                                     ticks(costs.comm_delay(p - 1, p, shape)),
+                                     ticks(t_comm),
                                      f_memory,
                                      w_memory};
   // Priority classes of (B_C, F_C, B_A, F_A, W) in each order tried; lower runs first.

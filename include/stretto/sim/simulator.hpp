@@ -228,21 +228,21 @@ constexpr simulation simulate(const schedule& s, const Costs& costs, simulate_op
   if (auto check = stretto::detail::validate_structure(s); !check) throw validation_error(check.message);
   const pipeline_shape& shape = s.shape();
   simulation out;
-  auto deadlock = [&s] {
-    validation_result check = stretto::detail::validate_deadlock(s);
-    return validation_error(check ? std::string("invalid schedule [deadlock]: the simulation did not finish")
-                                  : check.message);
-  };
   bool finished = false;
   try {
     finished = detail::run_timeline(s, shape, costs, out.events);
   } catch (...) {
     // The cost model threw. On a deadlocked schedule report the deadlock, as validating first
     // would have; otherwise the cost model's error is the caller's to see.
-    if (!stretto::detail::validate_deadlock(s)) throw deadlock();
+    if (validation_result check = stretto::detail::validate_deadlock(s); !check) throw validation_error(check.message);
     throw;
   }
-  if (!finished) throw deadlock();
+  if (!finished) {
+    // The run and `validate_deadlock` follow the same rules, so the second names the stuck ranks.
+    validation_result check = stretto::detail::validate_deadlock(s);
+    throw validation_error(check ? std::string("invalid schedule [deadlock]: the simulation did not finish")
+                                 : check.message);
+  }
   out.metrics = measure(out.events);
   out.step_time = out.metrics.span;
 
