@@ -186,7 +186,7 @@ TEST_CASE("dualpipe.overlap_rule_and_simulated_pairs" * doctest::timeout(10)) {
   for (double fb : {-1.0, 2.0}) {
     CAPTURE(fb);
     const auto sim = stretto::sim::simulate(s, per_stage(fb));
-    const auto& r1 = sim.events.ranks[1];
+    const auto r1 = sim.events.ops(1);
     REQUIRE(r1.size() == 4);
     CHECK(r1[1].start == r1[2].start);
     CHECK(r1[1].end == r1[2].end);

@@ -38,8 +38,8 @@ bool backward_reverses_forward(const schedule& s) {
   const auto sim = stretto::sim::simulate(s, equal);
   for (std::int32_t j = 0; j < s.num_microbatches(); ++j) {
     std::vector<std::pair<double, std::int32_t>> forward, backward;
-    for (const auto& rank : sim.events.ranks)
-      for (const auto& t : rank) {
+    for (std::int32_t r = 0; r < sim.events.num_ranks(); ++r)
+      for (const auto& t : sim.events.ops(r)) {
         if (t.what.microbatch != j) continue;
         if (t.what.kind == op_kind::forward) forward.push_back({t.start, t.what.stage});
         if (stretto::produces_input_gradient(t.what.kind)) backward.push_back({t.start, t.what.stage});

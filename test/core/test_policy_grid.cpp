@@ -71,10 +71,10 @@ TEST_CASE("policies.grid.accepted_valid_and_simulated" * doctest::timeout(10)) {
         else if (!form) CHECK((s.num_ops() == expected_ops * 2 || s.num_ops() == expected_ops * 3));
 
         const auto result = stretto::sim::simulate(s, equal_times);
-        REQUIRE(result.events.ranks.size() == static_cast<std::size_t>(p));
+        REQUIRE(result.events.num_ranks() == p);
         REQUIRE(result.peak_memory.size() == static_cast<std::size_t>(p));
         std::size_t simulated = 0;
-        for (const auto& rank : result.events.ranks) simulated += rank.size();
+        for (std::int32_t r = 0; r < p; ++r) simulated += result.events.ops(r).size();
         CHECK(simulated == s.num_ops());
         // Each rank does m·(T_F + T_B + T_W) = 3m of work (one stage per rank).
         for (std::int32_t r = 0; r < p; ++r) {

@@ -44,8 +44,8 @@ void for_each_accepted_shape(const policies::policy_info& policy, Visit visit) {
 
 double last_end(const sim::timeline& t) {
   double end = 0.0;
-  for (const auto& rank : t.ranks)
-    for (const auto& o : rank) end = std::max(end, o.end);
+  for (std::int32_t r = 0; r < t.num_ranks(); ++r)
+    for (const auto& o : t.ops(r)) end = std::max(end, o.end);
   return end;
 }
 

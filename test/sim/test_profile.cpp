@@ -42,7 +42,7 @@ TEST_CASE("profile.fused_backward_is_split_in_halves" * doctest::timeout(5)) {
   const auto run = stretto::sim::simulate(stretto::make_schedule<stretto::policies::one_f_one_b>(shape),
                                           stretto::sim::uniform_costs{1.0, 2.0, 1.0, 0.0});
   stretto::sim::op_time_profile profile(2);
-  for (const auto& rank : run.events.ranks) profile.add(rank);
+  for (std::int32_t r = 0; r < run.events.num_ranks(); ++r) profile.add(run.events.ops(r));
   const auto measured = profile.costs();
   CHECK(measured.backward_input == std::vector<double>{1.5, 1.5});
   CHECK(measured.backward_weight == std::vector<double>{1.5, 1.5});
@@ -54,8 +54,8 @@ TEST_CASE("profile.sums_and_counts_reduce_across_ranks" * doctest::timeout(5)) {
   const auto run = stretto::sim::simulate(stretto::make_schedule<stretto::policies::zb_h1>(shape),
                                           stretto::sim::uniform_costs{1.0, 2.0, 0.5, 0.0});
   stretto::sim::op_time_profile rank0(2), rank1(2), both(2);
-  rank0.add(run.events.ranks[0]);
-  rank1.add(run.events.ranks[1]);
+  rank0.add(run.events.ops(0));
+  rank1.add(run.events.ops(1));
   both.add(run.events);
   for (std::size_t k = 0; k < rank0.sums().size(); ++k) {
     rank0.sums()[k] += rank1.sums()[k];

@@ -93,12 +93,13 @@ TEST_CASE("simulator.agrees_with_sweep_oracle_on_every_policy" * doctest::timeou
             CAPTURE(v);
             const auto run = stretto::sim::simulate(s, *costs);
             const auto expected = sweep_oracle(s, *costs);
-            REQUIRE(run.events.ranks.size() == expected.size());
+            REQUIRE(static_cast<std::size_t>(run.events.num_ranks()) == expected.size());
             for (std::size_t r = 0; r < expected.size(); ++r) {
-              REQUIRE(run.events.ranks[r].size() == expected[r].size());
+              const auto events = run.events.ops(static_cast<std::int32_t>(r));
+              REQUIRE(events.size() == expected[r].size());
               for (std::size_t k = 0; k < expected[r].size(); ++k) {
-                CHECK(run.events.ranks[r][k].start == expected[r][k].first);
-                CHECK(run.events.ranks[r][k].end == expected[r][k].second);
+                CHECK(events[k].start == expected[r][k].first);
+                CHECK(events[k].end == expected[r][k].second);
               }
             }
           }
@@ -119,9 +120,9 @@ TEST_CASE("simulator.memory_curve_zb_h1_p4_m8" * doctest::timeout(5)) {
     const auto& curve = run.memory[r];
     REQUIRE(curve.size() == s.ops(static_cast<std::int32_t>(r)).size() + 1);
     CHECK(curve.front().held == 0.0);
-    CHECK(curve.front().time == run.events.ranks[r].front().start);
+    CHECK(curve.front().time == run.events.ops(static_cast<std::int32_t>(r)).front().start);
     CHECK(curve.back().held == 0.0);
-    CHECK(curve.back().time == run.events.ranks[r].back().end);
+    CHECK(curve.back().time == run.events.ops(static_cast<std::int32_t>(r)).back().end);
     double highest = 0.0;
     for (std::size_t k = 1; k < curve.size(); ++k) {
       highest = curve[k].held > highest ? curve[k].held : highest;

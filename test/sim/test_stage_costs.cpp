@@ -61,10 +61,10 @@ TEST_CASE("stage_costs.per_stage_times" * doctest::timeout(5)) {
   // BW(0) starts 7.5 + 0.5 = 8, takes 3: ends 11. Rank spans 11 and 6; busy 4 and 6;
   // bubble rate (2·11 − 10) / 22 = 12/22.
   const auto run = stretto::sim::simulate(one_microbatch_two_ranks(), two_unequal_stages());
-  REQUIRE(run.events.ranks.size() == 2);
-  CHECK(run.events.ranks[1][0].start == 1.5);
-  CHECK(run.events.ranks[1][1].end == 7.5);
-  CHECK(run.events.ranks[0][1].start == 8.0);
+  REQUIRE(run.events.num_ranks() == 2);
+  CHECK(run.events.ops(1)[0].start == 1.5);
+  CHECK(run.events.ops(1)[1].end == 7.5);
+  CHECK(run.events.ops(0)[1].start == 8.0);
   CHECK(run.metrics.span == 11.0);
   CHECK(run.metrics.busy == std::vector<double>{4.0, 6.0});
   CHECK(run.metrics.bubble_rate == doctest::Approx(12.0 / 22.0));
@@ -82,8 +82,8 @@ TEST_CASE("stage_costs.latency_plus_bytes_over_bandwidth" * doctest::timeout(5))
   CHECK(c.comm_delay(0, 1, {2, 1, 1}) == 2.5);
   CHECK(c.comm_delay(1, 0, {2, 1, 1}) == 1.0);
   const auto run = stretto::sim::simulate(one_microbatch_two_ranks(), c);
-  CHECK(run.events.ranks[1][0].start == 3.5);
-  CHECK(run.events.ranks[0][1].start == 10.5);
+  CHECK(run.events.ops(1)[0].start == 3.5);
+  CHECK(run.events.ops(0)[1].start == 10.5);
   CHECK(run.metrics.span == 13.5);
 }
 

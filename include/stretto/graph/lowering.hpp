@@ -406,7 +406,7 @@ lowered_schedule lower(const schedule& s, const Costs& costs = {}) {
     const auto list = s.ops(r);
     for (std::size_t i = 0; i < list.size(); ++i) {
       const std::size_t id = first_of_rank[static_cast<std::size_t>(r)] + i;
-      node[id] = {run.events.ranks[static_cast<std::size_t>(r)][i].start, r, static_cast<std::int32_t>(i), false};
+      node[id] = {run.events.ops(r)[i].start, r, static_cast<std::int32_t>(i), false};
       if (i > 0) add_edge(id - 1, id);
       const std::size_t cell = static_cast<std::size_t>(list[i].stage) * m + static_cast<std::size_t>(list[i].microbatch);
       if (list[i].kind == op_kind::forward) forward_node[cell] = id;
@@ -431,8 +431,7 @@ lowered_schedule lower(const schedule& s, const Costs& costs = {}) {
                                                                           : dependency_kind::input_gradient;
     const std::size_t producer = producer_of({kind, route.key.from_stage, route.key.microbatch});
     const std::size_t id = num_compute + k;
-    const auto& timing = run.events.ranks[static_cast<std::size_t>(node[producer].rank)]
-                                         [static_cast<std::size_t>(node[producer].position)];
+    const auto& timing = run.events.ops(node[producer].rank)[static_cast<std::size_t>(node[producer].position)];
     node[id] = {timing.end, route.from_rank, static_cast<std::int32_t>(k), true};
     add_edge(producer, id);
     add_edge(id, consumer_of[k]);

@@ -161,8 +161,8 @@ struct chimera {
     for (std::int32_t r = 0; r < d; ++r) {
       std::vector<timed> merged;
       std::int32_t index = 0;
-      for (const auto& t : direction.events.ranks[static_cast<std::size_t>(r)]) merged.push_back({t.start, 0, index++, t.what});
-      for (const auto& t : direction.events.ranks[static_cast<std::size_t>(d - 1 - r)])
+      for (const auto& t : direction.events.ops(r)) merged.push_back({t.start, 0, index++, t.what});
+      for (const auto& t : direction.events.ops(d - 1 - r))
         merged.push_back({t.start, 1, index++, op{t.what.kind, t.what.stage, t.what.microbatch + half}});
       std::sort(merged.begin(), merged.end());
       for (std::int32_t unit = 0; unit < s.num_microbatches / d; ++unit)

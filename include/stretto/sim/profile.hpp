@@ -50,7 +50,7 @@ class op_time_profile {
 
   /** @brief Adds every rank's ops of `t`. */
   void add(const timeline& t) {
-    for (const auto& rank : t.ranks) add(rank);
+    for (std::int32_t r = 0; r < t.num_ranks(); ++r) add(t.ops(r));
   }
 
   /** @brief Number of stages profiled. */

@@ -59,7 +59,8 @@ struct refine_score {
 
 inline refine_score score_of(const timeline& t) {
   refine_score out{0.0, 0.0};
-  for (const auto& events : t.ranks) {
+  for (std::int32_t r = 0; r < t.num_ranks(); ++r) {
+    const std::span<const op_timing> events = t.ops(r);
     if (events.empty()) continue;
     const double rank_span = events.back().end - events.front().start;
     out.span = rank_span > out.span ? rank_span : out.span;
@@ -129,7 +130,7 @@ refine_result refine_weights(const schedule& s, const Costs& costs, double memor
       for (std::size_t q = 0; q < list.size(); ++q) {
         if (list[q].kind != op_kind::backward_weight) continue;
         if (exhausted()) break;
-        const auto& events = current.ranks[static_cast<std::size_t>(r)];
+        const std::span<const op_timing> events = current.ops(r);
         // The W's own B, and the W's of the same stage (which keep microbatch order), bound
         // where it may go.
         const op w = list[q];

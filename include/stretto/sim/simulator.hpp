@@ -126,11 +126,12 @@ STRETTO_FLATTEN constexpr bool run_timeline(const Lists& lists, const pipeline_s
   std::vector<double> free_at(p, 0.0);
   std::vector<std::int32_t> runnable;
   runnable.reserve(p);
-  out.ranks.assign(p, {});
-  for (std::size_t r = p; r-- > 0;) {
-    out.ranks[r].reserve(lists.ops(static_cast<std::int32_t>(r)).size());
-    runnable.push_back(static_cast<std::int32_t>(r));
+  {
+    std::vector<std::size_t> capacity(p);
+    for (std::size_t r = 0; r < p; ++r) capacity[r] = lists.ops(static_cast<std::int32_t>(r)).size();
+    out.reset(capacity);
   }
+  for (std::size_t r = p; r-- > 0;) runnable.push_back(static_cast<std::int32_t>(r));
   auto wake = [&runnable](std::int32_t& waiter) {
     if (waiter >= 0) runnable.push_back(waiter);
     waiter = -1;
@@ -171,7 +172,6 @@ STRETTO_FLATTEN constexpr bool run_timeline(const Lists& lists, const pipeline_s
     const std::span<const op> list = lists.ops(r);
     std::size_t c = cursor[rank];
     double rank_free = free_at[rank];
-    auto& events = out.ranks[rank];
     while (c < list.size()) {
       const op& o = list[c];
       if (o.overlapped && c + 1 < list.size()) {
@@ -181,8 +181,8 @@ STRETTO_FLATTEN constexpr bool run_timeline(const Lists& lists, const pipeline_s
         if (ready >= 0.0) ready = inputs_ready(partner, r, ready);
         if (ready < 0.0) break;
         const double end = ready + overlap_time(costs, o, partner, shape);
-        events.push_back({o, ready, end});
-        events.push_back({partner, ready, end});
+        out.push_back(r, {o, ready, end});
+        out.push_back(r, {partner, ready, end});
         finish(o, end);
         finish(partner, end);
         rank_free = end;
@@ -192,7 +192,7 @@ STRETTO_FLATTEN constexpr bool run_timeline(const Lists& lists, const pipeline_s
       const double ready = inputs_ready(o, r, rank_free);
       if (ready < 0.0) break;
       const double end = ready + costs.duration(o, shape);
-      events.push_back({o, ready, end});
+      out.push_back(r, {o, ready, end});
       finish(o, end);
       rank_free = end;
       ++c;
@@ -252,7 +252,7 @@ constexpr simulation simulate(const schedule& s, const Costs& costs, simulate_op
     out.memory.resize(p);
     out.peak_memory.assign(p, 0.0);
     for (std::size_t r = 0; r < p; ++r) {
-      const auto& events = out.events.ranks[r];
+      const std::span<const op_timing> events = out.events.ops(static_cast<std::int32_t>(r));
       auto& curve = out.memory[r];
       curve.reserve(events.size() + 1);
       double held = 0.0;
@@ -276,7 +276,7 @@ constexpr simulation simulate(const schedule& s, const Costs& costs, simulate_op
     double first_start = 0.0;
     bool any = false;
     for (std::size_t r = 0; r < p; ++r) {
-      const auto& events = out.events.ranks[r];
+      const std::span<const op_timing> events = out.events.ops(static_cast<std::int32_t>(r));
       if (events.empty()) continue;
       barrier = !any || events.back().end > barrier ? events.back().end : barrier;
       first_start = !any || events.front().start < first_start ? events.front().start : first_start;
@@ -285,7 +285,7 @@ constexpr simulation simulate(const schedule& s, const Costs& costs, simulate_op
     double step = 0.0;
     double last_end = first_start;
     for (std::size_t r = 0; r < p; ++r) {
-      const auto& events = out.events.ranks[r];
+      const std::span<const op_timing> events = out.events.ops(static_cast<std::int32_t>(r));
       const optimizer_step opt = costs.optimizer(static_cast<std::int32_t>(r), shape);
       const double own_end = events.empty() ? first_start : events.back().end;
       const double start = opt.synchronised ? barrier + opt.sync_latency : own_end;

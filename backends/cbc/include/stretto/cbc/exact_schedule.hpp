@@ -391,7 +391,7 @@ exact_result exact_schedule(const pipeline_shape& shape, const Costs& costs, dou
     std::vector<double> start_values;
     const sim::simulation warm_run = sim::simulate(warm.plan, costs, {false});
     for (std::int32_t r = 0; r < p; ++r)
-      for (const sim::op_timing& t : warm_run.events.ranks[static_cast<std::size_t>(r)]) {
+      for (const sim::op_timing& t : warm_run.events.ops(r)) {
         const std::int32_t k = t.what.kind == op_kind::forward ? 0 : (t.what.kind == op_kind::backward_input ? 1 : 2);
         start_cols.push_back(id(k, t.what.stage, t.what.microbatch));
         start_values.push_back(t.end);
