@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include <stretto/stretto.hpp>
@@ -102,9 +103,15 @@ TEST_CASE("sim.timeline.storage" * doctest::timeout(5)) {
   CHECK(t.ops(2)[1].start == 21.0);
   CHECK(t.ops(0).empty());
 
-  // Copies are independent.
+  // Copies are independent; a move leaves the source empty.
   timeline copy = t;
   copy.push_back(0, nth(0, 0));
   CHECK(copy.ops(0).size() == 1);
   CHECK(t.ops(0).empty());
+  CHECK(copy.ops(2)[1].start == 21.0);
+  copy = t;
+  CHECK(copy.num_ops() == 2);
+  const timeline moved = std::move(copy);
+  CHECK(moved.ops(2)[0].start == 20.0);
+  CHECK(copy.num_ranks() == 0);  // NOLINT(bugprone-use-after-move): the moved-from state is documented
 }

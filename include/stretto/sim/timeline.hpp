@@ -9,7 +9,9 @@ and exporters.
 #include <cstddef>
 #include <cstdint>
 #include <initializer_list>
+#include <memory>
 #include <span>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -34,7 +36,8 @@ free and the next simulation faulted it in again, a third of its time.) Give eac
 up front (`timeline(capacity)`, e.g. the length of its list) and nothing moves; a rank that
 outgrows its segment gets twice the room, and the buffer is rebuilt.
 
-Invariants: `num_ranks() == p`; `ops(r)` is rank r's intervals in the order they were added.
+Invariants: `num_ranks() == p`; `ops(r)` is rank r's intervals in the order they were added. A
+moved-from timeline has no ranks.
 */
 class timeline {
  public:
@@ -60,6 +63,32 @@ class timeline {
     }
   }
 
+  constexpr timeline(const timeline& other)
+      : storage_(other.begin_.empty() ? 0 : other.begin_.back()), begin_(other.begin_), size_(other.size_) {
+    for (std::size_t r = 0; r < size_.size(); ++r)
+      for (std::size_t i = begin_[r]; i < begin_[r] + size_[r]; ++i) std::construct_at(storage_.data + i, other.storage_.data[i]);
+  }
+  constexpr timeline(timeline&& other) noexcept
+      : storage_(std::move(other.storage_)), begin_(std::move(other.begin_)), size_(std::move(other.size_)) {
+    other.begin_.clear();
+    other.size_.clear();
+  }
+  constexpr timeline& operator=(const timeline& other) {
+    if (this != &other) *this = timeline(other);
+    return *this;
+  }
+  constexpr timeline& operator=(timeline&& other) noexcept {
+    if (this != &other) {
+      storage_ = std::move(other.storage_);
+      begin_ = std::move(other.begin_);
+      size_ = std::move(other.size_);
+      other.begin_.clear();
+      other.size_.clear();
+    }
+    return *this;
+  }
+  constexpr ~timeline() = default;
+
   /**
   @brief Empties the timeline and gives it `capacity.size()` ranks, rank r with room for
   `capacity[r]` intervals. Reuses the buffer when it is large enough.
@@ -69,7 +98,7 @@ class timeline {
     begin_[0] = 0;
     for (std::size_t r = 0; r < capacity.size(); ++r) begin_[r + 1] = begin_[r] + capacity[r];
     size_.assign(capacity.size(), 0);
-    if (storage_.size() < begin_.back()) storage_.resize(begin_.back());
+    if (storage_.capacity < begin_.back()) storage_ = buffer(begin_.back());
   }
 
   /** @brief Number of ranks p. */
@@ -78,7 +107,7 @@ class timeline {
   /** @brief Rank `rank`'s intervals in execution order. @pre `0 <= rank < num_ranks()`. */
   constexpr std::span<const op_timing> ops(std::int32_t rank) const noexcept {
     const auto r = static_cast<std::size_t>(rank);
-    return {storage_.data() + begin_[r], size_[r]};
+    return {storage_.data + begin_[r], size_[r]};
   }
 
   /** @brief Number of intervals over all ranks. */
@@ -92,24 +121,55 @@ class timeline {
   constexpr void push_back(std::int32_t rank, const op_timing& t) {
     const auto r = static_cast<std::size_t>(rank);
     if (begin_[r] + size_[r] == begin_[r + 1]) grow(r);
-    storage_[begin_[r] + size_[r]++] = t;
+    std::construct_at(storage_.data + begin_[r] + size_[r]++, t);
   }
 
  private:
-  // Doubles rank r's room (at least one interval), moving every segment into a new buffer.
-  constexpr void grow(std::size_t r) {
+  // Room for `capacity` intervals, allocated but not initialised: setting up a timeline writes
+  // nothing, and only the used part of each segment holds objects (built by `push_back`). A
+  // zero-filled vector cost one more pass over the whole buffer per simulation.
+  struct buffer {
+    op_timing* data{nullptr};
+    std::size_t capacity{0};
+
+    constexpr buffer() = default;
+    constexpr explicit buffer(std::size_t n) : data(n > 0 ? std::allocator<op_timing>{}.allocate(n) : nullptr), capacity(n) {}
+    constexpr buffer(buffer&& other) noexcept
+        : data(std::exchange(other.data, nullptr)), capacity(std::exchange(other.capacity, 0)) {}
+    constexpr buffer& operator=(buffer&& other) noexcept {
+      if (this != &other) {
+        release();
+        data = std::exchange(other.data, nullptr);
+        capacity = std::exchange(other.capacity, 0);
+      }
+      return *this;
+    }
+    buffer(const buffer&) = delete;
+    buffer& operator=(const buffer&) = delete;
+    constexpr ~buffer() { release(); }
+
+    // `op_timing` is trivially destructible: its objects end with their storage.
+    constexpr void release() noexcept {
+      if (data != nullptr) std::allocator<op_timing>{}.deallocate(data, capacity);
+      data = nullptr;
+      capacity = 0;
+    }
+  };
+  static_assert(std::is_trivially_destructible_v<op_timing> && std::is_trivially_copyable_v<op_timing>);
+
+  // Doubles rank r's room (at least one interval), moving every segment into a new buffer. Kept
+  // out of line: the simulator sizes every segment exactly, and this must not crowd its hot loop.
+  [[gnu::noinline]] constexpr void grow(std::size_t r) {
     std::vector<std::size_t> capacity(size_.size());
     for (std::size_t k = 0; k < capacity.size(); ++k) capacity[k] = begin_[k + 1] - begin_[k];
     capacity[r] = capacity[r] > 0 ? 2 * capacity[r] : 1;
     timeline bigger(capacity);
-    for (std::size_t k = 0; k < size_.size(); ++k) {
-      for (std::size_t i = 0; i < size_[k]; ++i) bigger.storage_[bigger.begin_[k] + i] = storage_[begin_[k] + i];
-      bigger.size_[k] = size_[k];
-    }
+    for (std::size_t k = 0; k < size_.size(); ++k)
+      for (std::size_t i = 0; i < size_[k]; ++i) bigger.push_back(static_cast<std::int32_t>(k), storage_.data[begin_[k] + i]);
     *this = std::move(bigger);
   }
 
-  std::vector<op_timing> storage_;
+  buffer storage_;
   std::vector<std::size_t> begin_;  // p + 1 entries: rank r's segment is [begin_[r], begin_[r + 1])
   std::vector<std::size_t> size_;   // p entries: intervals used in rank r's segment
 };
