@@ -5,6 +5,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <limits>
+#include <stdexcept>
 #include <utility>
 #include <vector>
 
@@ -114,4 +116,53 @@ TEST_CASE("sim.timeline.storage" * doctest::timeout(5)) {
   const timeline moved = std::move(copy);
   CHECK(moved.ops(2)[0].start == 20.0);
   CHECK(copy.num_ranks() == 0);  // NOLINT(bugprone-use-after-move): the moved-from state is documented
+}
+
+TEST_CASE("sim.timeline.push_back_own_interval" * doctest::timeout(5)) {
+  // Pushing one of the timeline's own intervals while the segment is full: the rebuild must not
+  // free the interval before it is copied.
+  timeline t{{nth(0, 0)}, {}};
+  t.push_back(0, t.ops(0)[0]);
+  t.push_back(1, t.ops(0)[1]);
+  REQUIRE(t.ops(0).size() == 2);
+  CHECK(t.ops(0)[1] == nth(0, 0));
+  CHECK(t.ops(1)[0] == nth(0, 0));
+}
+
+TEST_CASE("sim.timeline.reset_errors_leave_it_unchanged" * doctest::timeout(5)) {
+  timeline t{{nth(0, 0)}, {nth(1, 0)}};
+  const timeline before = t;
+  // Capacities whose sum does not fit: a length_error naming the rule, and nothing changed.
+  const std::vector<std::size_t> wraps{std::numeric_limits<std::size_t>::max(), 2};
+  CHECK_THROWS_WITH_AS(t.reset(wraps), doctest::Contains("capacities add up to more intervals than fit in memory"),
+                       std::length_error);
+  CHECK(t == before);
+  // Too large to allocate: the allocator's error, and still nothing changed.
+  const std::vector<std::size_t> huge{1, std::size_t{1} << 58};
+  CHECK_THROWS(t.reset(huge));
+  CHECK(t == before);
+  t.push_back(1, nth(1, 1));
+  CHECK(t.ops(1).size() == 2);
+  CHECK(t.ops(0)[0] == nth(0, 0));
+}
+
+TEST_CASE("sim.timeline.equality_swap_and_per_rank_lists" * doctest::timeout(5)) {
+  const std::vector<std::vector<op_timing>> lists{{nth(0, 0), nth(0, 1)}, {}, {nth(2, 0)}};
+  const timeline a(lists);
+  REQUIRE(a.num_ranks() == 3);
+  CHECK(a.ops(0).size() == 2);
+  CHECK(a.ops(1).empty());
+  CHECK(a.ops(2)[0] == nth(2, 0));
+  // Equal intervals compare equal whatever the capacities.
+  timeline b(std::vector<std::size_t>{8, 8, 8});
+  b.push_back(2, nth(2, 0));
+  b.push_back(0, nth(0, 0));
+  CHECK(a != b);
+  b.push_back(0, nth(0, 1));
+  CHECK(a == b);
+  CHECK(a != timeline{{nth(0, 0), nth(0, 1)}, {}});  // a rank fewer
+  timeline c;
+  swap(b, c);
+  CHECK(b.num_ranks() == 0);
+  CHECK(c == a);
 }

@@ -11,6 +11,7 @@ and exporters.
 #include <initializer_list>
 #include <memory>
 #include <span>
+#include <stdexcept>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -24,6 +25,8 @@ struct op_timing {
   op what{};
   double start{0.0};
   double end{0.0};
+
+  friend constexpr bool operator==(const op_timing&, const op_timing&) = default;
 };
 
 /**
@@ -33,11 +36,22 @@ Stored flat: one buffer holds every rank's intervals, rank r's in a segment of i
 timeline is one allocation however many ranks it has. (ZB-V at p = 32, m = 256 records 49 152
 intervals, 1.5 MB; kept as p separate lists, glibc handed that memory back to the kernel on every
 free and the next simulation faulted it in again, a third of its time.) Give each rank's capacity
-up front (`timeline(capacity)`, e.g. the length of its list) and nothing moves; a rank that
-outgrows its segment gets twice the room, and the buffer is rebuilt.
+up front (`timeline(capacity)`, e.g. the length of its list) and nothing moves. A rank that
+outgrows its segment makes the buffer be rebuilt with twice the room for every rank (at least
+one interval each), so appending without capacities is amortised O(1) per interval, at up to
+twice the memory.
 
-Invariants: `num_ranks() == p`; `ops(r)` is rank r's intervals in the order they were added. A
-moved-from timeline has no ranks.
+**Invariants.** `num_ranks()` is the number of ranks given at construction or by the last
+`reset`; `ops(r)` is rank r's intervals in the order they were added. A moved-from timeline has
+no ranks.
+
+**Spans.** A span from `ops` stays valid until the next `push_back` that rebuilds the buffer
+(a segment was full), `reset`, assignment, move or swap; any of these may move every rank's
+intervals, not only the one pushed to.
+
+**Errors.** `reset` and the capacity constructor throw std::length_error when the capacities
+add up to more than fits in memory, std::bad_alloc when the allocation fails; both leave the
+timeline as it was. `push_back` has the same guarantee when it rebuilds.
 */
 class timeline {
  public:
@@ -61,6 +75,19 @@ class timeline {
       for (const op_timing& t : rank) push_back(r, t);
       ++r;
     }
+  }
+
+  /**
+  @brief A timeline holding `ranks[r]` as rank r's intervals: e.g. every rank's
+  `stretto::kokkos::step_record::ops` of a measured step, gathered on one rank.
+  */
+  constexpr explicit timeline(std::span<const std::vector<op_timing>> ranks) {
+    std::vector<std::size_t> capacity;
+    capacity.reserve(ranks.size());
+    for (const auto& rank : ranks) capacity.push_back(rank.size());
+    reset(capacity);
+    for (std::size_t r = 0; r < ranks.size(); ++r)
+      for (const op_timing& t : ranks[r]) push_back(static_cast<std::int32_t>(r), t);
   }
 
   constexpr timeline(const timeline& other)
@@ -89,19 +116,34 @@ class timeline {
   }
   constexpr ~timeline() = default;
 
+  friend constexpr void swap(timeline& a, timeline& b) noexcept {
+    std::swap(a.storage_.data, b.storage_.data);
+    std::swap(a.storage_.capacity, b.storage_.capacity);
+    a.begin_.swap(b.begin_);
+    a.size_.swap(b.size_);
+  }
+
   /**
   @brief Empties the timeline and gives it `capacity.size()` ranks, rank r with room for
   `capacity[r]` intervals. Reuses the buffer when it is large enough.
+  @throws std::length_error if the capacities add up to more than fits in memory; std::bad_alloc.
+  Either way the timeline is left as it was.
   */
   constexpr void reset(std::span<const std::size_t> capacity) {
-    begin_.resize(capacity.size() + 1);
-    begin_[0] = 0;
-    for (std::size_t r = 0; r < capacity.size(); ++r) begin_[r + 1] = begin_[r] + capacity[r];
-    size_.assign(capacity.size(), 0);
-    if (storage_.capacity < begin_.back()) storage_ = buffer(begin_.back());
+    std::vector<std::size_t> begin(capacity.size() + 1, 0);
+    const std::size_t most = std::allocator_traits<std::allocator<op_timing>>::max_size(std::allocator<op_timing>{});
+    for (std::size_t r = 0; r < capacity.size(); ++r) {
+      if (capacity[r] > most - begin[r])
+        throw std::length_error("stretto::sim::timeline: the ranks' capacities add up to more intervals than fit in memory");
+      begin[r + 1] = begin[r] + capacity[r];
+    }
+    std::vector<std::size_t> size(capacity.size(), 0);
+    if (storage_.capacity < begin.back()) storage_ = buffer(begin.back());  // the last step that may throw
+    begin_.swap(begin);
+    size_.swap(size);
   }
 
-  /** @brief Number of ranks p. */
+  /** @brief Number of ranks. */
   constexpr std::int32_t num_ranks() const noexcept { return static_cast<std::int32_t>(size_.size()); }
 
   /** @brief Rank `rank`'s intervals in execution order. @pre `0 <= rank < num_ranks()`. */
@@ -117,11 +159,26 @@ class timeline {
     return n;
   }
 
-  /** @brief Appends `t` to rank `rank`'s intervals. @pre `0 <= rank < num_ranks()`. */
-  constexpr void push_back(std::int32_t rank, const op_timing& t) {
+  /**
+  @brief Appends `t` to rank `rank`'s intervals. `t` is taken by value, so it may be one of this
+  timeline's own intervals. @pre `0 <= rank < num_ranks()`.
+  */
+  constexpr void push_back(std::int32_t rank, op_timing t) {
     const auto r = static_cast<std::size_t>(rank);
-    if (begin_[r] + size_[r] == begin_[r + 1]) grow(r);
+    if (begin_[r] + size_[r] == begin_[r + 1]) grow();
     std::construct_at(storage_.data + begin_[r] + size_[r]++, t);
+  }
+
+  /** @brief Equal when both have the same number of ranks and equal intervals on each (capacities aside). */
+  friend constexpr bool operator==(const timeline& a, const timeline& b) noexcept {
+    if (a.num_ranks() != b.num_ranks()) return false;
+    for (std::int32_t r = 0; r < a.num_ranks(); ++r) {
+      const std::span<const op_timing> x = a.ops(r), y = b.ops(r);
+      if (x.size() != y.size()) return false;
+      for (std::size_t i = 0; i < x.size(); ++i)
+        if (!(x[i] == y[i])) return false;
+    }
+    return true;
   }
 
  private:
@@ -157,12 +214,14 @@ class timeline {
   };
   static_assert(std::is_trivially_destructible_v<op_timing> && std::is_trivially_copyable_v<op_timing>);
 
-  // Doubles rank r's room (at least one interval), moving every segment into a new buffer. Kept
-  // out of line: the simulator sizes every segment exactly, and this must not crowd its hot loop.
-  [[gnu::noinline]] constexpr void grow(std::size_t r) {
+  // Rebuilds the buffer with twice every rank's room (at least one interval each). Kept out of
+  // line: the simulator sizes every segment exactly, and this must not crowd its hot loop.
+  [[gnu::noinline]] constexpr void grow() {
     std::vector<std::size_t> capacity(size_.size());
-    for (std::size_t k = 0; k < capacity.size(); ++k) capacity[k] = begin_[k + 1] - begin_[k];
-    capacity[r] = capacity[r] > 0 ? 2 * capacity[r] : 1;
+    for (std::size_t k = 0; k < capacity.size(); ++k) {
+      const std::size_t room = begin_[k + 1] - begin_[k];
+      capacity[k] = room > 0 ? 2 * room : 1;
+    }
     timeline bigger(capacity);
     for (std::size_t k = 0; k < size_.size(); ++k)
       for (std::size_t i = 0; i < size_[k]; ++i) bigger.push_back(static_cast<std::int32_t>(k), storage_.data[begin_[k] + i]);
