@@ -27,8 +27,15 @@ std::string check_automatic(std::string_view name, const stretto::pipeline_shape
 std::string check_zb_1p(const stretto::pipeline_shape& s) { return check_automatic("zb-1p", s); }
 std::string check_zb_2p(const stretto::pipeline_shape& s) { return check_automatic("zb-2p", s); }
 std::string check_auto(const stretto::pipeline_shape& s) { return check_automatic("auto", s); }
+std::string check_auto_v(const stretto::pipeline_shape& s) {
+  if (s.num_ranks < 1 || s.num_microbatches < 1) return "auto-v: ranks and microbatches must be at least 1";
+  if (s.num_chunks != 2)
+    return "auto-v: plans ZB-V's V-shaped placement, 2 chunks per rank, so chunks must be 2 (got " +
+           std::to_string(s.num_chunks) + "); use auto for one stage per rank";
+  return {};
+}
 
-const automatic_schedule entries[3] = {
+const automatic_schedule entries[4] = {
     {{"zb-1p", "ZB-1p: Zero Bubble heuristic planned from the costs, memory limit p*M_B (Qi et al. 2024)",
       stretto::placement_kind::linear, &check_zb_1p, nullptr, 1, false},
      1.0},
@@ -37,6 +44,9 @@ const automatic_schedule entries[3] = {
      2.0},
     {{"auto", "auto: Zero Bubble heuristic planned from the costs under --memory-limit (Qi et al. 2024)",
       stretto::placement_kind::linear, &check_auto, nullptr, 1, false},
+     0.0},
+    {{"auto-v", "auto-v: ZB-V planned from the costs under --memory-limit, by list scheduling (Qi et al. 2024, Sec. 6)",
+      stretto::placement_kind::v_shape, &check_auto_v, nullptr, 2, false},
      0.0},
 };
 
@@ -71,15 +81,25 @@ automatic_plan make_automatic(const automatic_schedule& which, const stretto::pi
   automatic_plan out;
   if (which.memory_factor > 0.0) {
     if (memory_limit)
-      throw stretto::argument_error("--memory-limit applies to --schedule auto only; " + std::string(which.info.name) +
-                                    " uses " + format_number(which.memory_factor) + "p*M_B");
+      throw stretto::argument_error("--memory-limit applies to --schedule auto and auto-v only; " +
+                                    std::string(which.info.name) + " uses " + format_number(which.memory_factor) +
+                                    "p*M_B");
     out.memory_limit = stretto::sim::zb_memory_limit(shape, costs, which.memory_factor);
   } else {
     if (!memory_limit)
       throw stretto::argument_error(
-          "--schedule auto needs --memory-limit X (activation memory per rank, in the unit of --activation-memory; "
-          "e.g. p for ZB-1p's limit, 2p for ZB-2p's)");
+          "--schedule " + std::string(which.info.name) +
+          " needs --memory-limit X (activation memory per rank, in the unit of --activation-memory; "
+          "e.g. p for 1F1B's peak, 2p for ZB-2p's)");
     out.memory_limit = *memory_limit;
+  }
+  if (which.info.placement == stretto::placement_kind::v_shape) {
+    // ZB-V by list scheduling: no W-moving pass, so the heuristic's span is the span.
+    out.result.plan = stretto::sim::auto_schedule_v(shape, costs, out.memory_limit);
+    out.result.span = stretto::sim::simulate(out.result.plan, costs).metrics.span;
+    out.result.heuristic_span = out.result.span;
+    out.refined = false;
+    return out;
   }
   out.result = stretto::sim::auto_schedule_detailed(shape, costs, out.memory_limit);
   return out;

@@ -3,7 +3,8 @@
 @file
 @brief The schedules `stretto-plan` plans from costs rather than from the shape alone: ZB-1p,
 ZB-2p and `auto` (the Zero Bubble heuristic under a memory limit, `stretto::sim::auto_schedule`;
-schedules.md §7.4–§7.5), and the per-stage cost file that `--costs` reads.
+schedules.md §7.4–§7.5), `auto-v` (ZB-V under a memory limit, `stretto::sim::auto_schedule_v`;
+schedules.md §7.7), and the per-stage cost file that `--costs` reads.
 */
 
 #include <optional>
@@ -15,6 +16,7 @@ schedules.md §7.4–§7.5), and the per-stage cost file that `--costs` reads.
 #include <stretto/core/shape.hpp>
 #include <stretto/policies/registry.hpp>
 #include <stretto/sim/auto_schedule.hpp>
+#include <stretto/sim/auto_schedule_v.hpp>
 #include <stretto/sim/cost_model.hpp>
 
 namespace stretto_plan {
@@ -31,7 +33,7 @@ struct automatic_schedule {
   double memory_factor;
 };
 
-/** @brief zb-1p, zb-2p and auto, in the order `stretto-plan` lists them. */
+/** @brief zb-1p, zb-2p, auto and auto-v, in the order `stretto-plan` lists them. */
 std::span<const automatic_schedule> automatic_schedules();
 
 /** @brief The automatic schedule called `name`, or null. */
@@ -50,11 +52,12 @@ const stretto::policies::policy_info& find_schedule(std::string_view name);
 struct automatic_plan {
   stretto::sim::auto_schedule_result result;
   double memory_limit{0.0};  ///< the limit used, in the cost model's memory unit
+  bool refined{true};        ///< whether W moves (`refine_weights`) ran after the heuristic (not for auto-v)
 };
 
 /**
 @brief Plans `which` for `shape` under `costs` (`uniform_costs` or `stage_costs`).
-@param memory_limit `--memory-limit`, required for `auto` and rejected for zb-1p / zb-2p.
+@param memory_limit `--memory-limit`, required for `auto` and `auto-v`, rejected for zb-1p / zb-2p.
 @throws stretto::argument_error for a missing, superfluous or too small limit;
 stretto::shape_error for a shape the scheduler rejects.
 */

@@ -29,7 +29,7 @@ struct compare_request {
   bool chunks_given{false};
   stretto::sim::uniform_costs costs;                       ///< when no cost file
   std::optional<stretto::sim::stage_costs> stage_costs;    ///< from `--costs FILE`
-  std::optional<double> memory_limit;                      ///< adds the `auto` row
+  std::optional<double> memory_limit;                      ///< adds the `auto` and `auto-v` rows
   std::string format{"table"};
 };
 
@@ -61,7 +61,8 @@ struct compare_result {
 
 /**
 @brief Simulates every policy of `stretto::policies::all_policies` whose `check` accepts the shape,
-plus zb-1p and zb-2p (and `auto` under `memory_limit` when given).
+plus zb-1p and zb-2p (and `auto` and `auto-v` under `memory_limit` when given; auto-v needs
+2 chunks per rank, its default).
 @pre the request's numbers were checked (as `check_request` does for `simulate`).
 */
 compare_result run_compare(const compare_request& request);

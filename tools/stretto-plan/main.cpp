@@ -101,7 +101,7 @@ struct simulate_arguments {
   std::string weight_memory{"0.5"};
   std::string format{"table"};
   std::string costs_file;    // --costs FILE: per-stage costs instead of --t-*
-  std::string memory_limit;  // --memory-limit X, for --schedule auto and the auto row of compare
+  std::string memory_limit;  // --memory-limit X, for --schedule auto / auto-v and their rows in compare
 };
 
 /** @brief Converts the typed options. @throws stretto::argument_error for a malformed number. */
@@ -116,6 +116,8 @@ stretto_plan::simulate_request to_request(const simulate_arguments& args) {
   } else {
     for (const auto& policy : stretto::policies::all_policies)
       if (policy.name == args.schedule) request.shape.num_chunks = policy.default_chunks;
+    if (const stretto_plan::automatic_schedule* automatic = stretto_plan::find_automatic(args.schedule))
+      request.shape.num_chunks = automatic->info.default_chunks;
   }
   const std::pair<const char*, const std::string*> times[] = {
       {"--t-forward", &args.t_forward}, {"--t-backward", &args.t_backward},
@@ -189,7 +191,7 @@ void add_simulate_options(CLI::App& command, simulate_arguments& args, bool with
       ->type_name("FILE");
   command
       .add_option("--memory-limit", args.memory_limit,
-                  "Activation memory per rank for --schedule auto, in units of --activation-memory (zb-1p: p, zb-2p: 2p)")
+                  "Activation memory per rank for --schedule auto and auto-v, in units of --activation-memory (zb-1p: p, zb-2p: 2p)")
       ->type_name("X");
 }
 

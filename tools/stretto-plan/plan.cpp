@@ -88,10 +88,11 @@ void simulate_with(const simulate_request& request, const Costs& costs, simulate
     automatic_plan plan = make_automatic(*automatic, request.shape, costs, request.memory_limit);
     result.memory_limit = plan.memory_limit;
     result.heuristic_span = plan.result.heuristic_span;
+    result.refined = plan.refined;
     schedule = std::move(plan.result.plan);
   } else {
     if (request.memory_limit)
-      throw stretto::argument_error("--memory-limit applies to --schedule auto only (got --schedule " +
+      throw stretto::argument_error("--memory-limit applies to --schedule auto and auto-v only (got --schedule " +
                                     request.schedule_name + ")");
     schedule = stretto::policies::make_schedule(request.schedule_name, request.shape);
   }
@@ -136,8 +137,10 @@ void write_table(std::ostream& out, const simulate_request& request, const simul
                     << format_number(costs.weight_gradient_memory) << "\n";
   }
   if (result.memory_limit)
-    label("memory limit") << format_number(*result.memory_limit) << "  (heuristic span "
-                          << format_number(result.heuristic_span) << ", refined)\n";
+    label("memory limit") << format_number(*result.memory_limit)
+                          << (result.refined ? "  (heuristic span " + format_number(result.heuristic_span) + ", refined)"
+                                             : std::string("  (list scheduling, no W moves)"))
+                          << "\n";
   label("span") << format_number(metrics.span) << "\n";
   label("bubble rate") << format_fixed(metrics.bubble_rate, 4) << "  (idle / (ranks x span))\n";
   label("bubble overhead") << format_fixed(metrics.bubble_overhead, 4) << "  (idle / busy)\n";

@@ -29,13 +29,13 @@ enum class output_format : std::uint8_t { table, json };
 units of M_B (`costs.activation_memory` is M_B itself, 1 by default).
 */
 struct simulate_request {
-  std::string schedule_name;          ///< a name from `stretto::policies::all_policies`, or zb-1p, zb-2p, auto
+  std::string schedule_name;          ///< a name from `stretto::policies::all_policies`, or zb-1p, zb-2p, auto, auto-v
   stretto::pipeline_shape shape{};    ///< p, m, v as given
   stretto::sim::uniform_costs costs;  ///< T_F, T_B, T_W, T_comm, M_B, M_W as given
   std::string format{"table"};        ///< "table" or "json"
   std::string costs_file;             ///< `--costs FILE`; empty when the times were given as options
   std::optional<stretto::sim::stage_costs> stage_costs;  ///< read from `costs_file`; replaces `costs`
-  std::optional<double> memory_limit;  ///< `--memory-limit`, for `--schedule auto`
+  std::optional<double> memory_limit;  ///< `--memory-limit`, for `--schedule auto` and `auto-v`
 };
 
 /**
@@ -51,8 +51,9 @@ struct simulate_result {
   const stretto::policies::policy_info* policy{nullptr};
   stretto::sim::simulation run;
   std::vector<std::size_t> ops_per_rank;  ///< [rank] number of ops in that rank's list
-  std::optional<double> memory_limit;     ///< the limit an automatic schedule (zb-1p, zb-2p, auto) kept to
-  double heuristic_span{0.0};             ///< an automatic schedule's span before its refinement
+  std::optional<double> memory_limit;     ///< the limit an automatic schedule (zb-1p, zb-2p, auto, auto-v) kept to
+  double heuristic_span{0.0};             ///< an automatic schedule's span before its refinement (auto-v: the span)
+  bool refined{true};                     ///< whether W moves ran after the heuristic (not for auto-v)
 };
 
 /**
