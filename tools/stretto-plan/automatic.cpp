@@ -156,6 +156,7 @@ stretto::sim::stage_costs read_costs_file(const std::string& path, const stretto
     else if (key == "latency") costs.latency = number(key, value);
     else if (key == "bandwidth") costs.bandwidth = number(key, value);
     else if (key == "sync_latency") costs.sync_latency = number(key, value);
+    else if (key == "overlapped_fb") costs.t_overlapped_fb = number(key, value);
     else if (key == "synchronised_optimizer") {
       if (!value.is_boolean()) throw stretto::argument_error(where + key + " must be true or false");
       costs.synchronised_optimizer = value.get<bool>();
@@ -163,7 +164,7 @@ stretto::sim::stage_costs read_costs_file(const std::string& path, const stretto
       throw stretto::argument_error(where + "unknown key '" + key +
                                     "'; valid keys are: forward, backward_input, backward_weight, latency, bandwidth, "
                                     "activation_bytes, gradient_bytes, activation_memory, weight_gradient_memory, "
-                                    "optimizer_time, synchronised_optimizer, sync_latency");
+                                    "optimizer_time, synchronised_optimizer, sync_latency, overlapped_fb");
     }
   }
   for (const char* key : {"forward", "backward_input", "backward_weight"})

@@ -97,6 +97,7 @@ struct simulate_arguments {
   std::string t_backward;
   std::string t_weight;
   std::string t_comm;
+  std::string t_overlapped_fb;  // empty: an F&B pair takes T_F + T_B (no overlap)
   std::string activation_memory{"1"};
   std::string weight_memory{"0.5"};
   std::string format{"table"};
@@ -133,7 +134,12 @@ stretto_plan::simulate_request to_request(const simulate_arguments& args) {
     request.costs.t_backward_input = parse_amount("--t-backward", args.t_backward);
     request.costs.t_backward_weight = parse_amount("--t-weight", args.t_weight);
     request.costs.t_comm = parse_amount("--t-comm", args.t_comm);
+    if (!args.t_overlapped_fb.empty())
+      request.costs.t_overlapped_fb = parse_amount("--t-overlapped-fb", args.t_overlapped_fb);
   } else {
+    if (!args.t_overlapped_fb.empty())
+      throw stretto::argument_error(
+          "--t-overlapped-fb cannot be combined with --costs; give the file the key overlapped_fb instead");
     request.costs_file = args.costs_file;
     request.stage_costs = stretto_plan::read_costs_file(args.costs_file, request.shape);
   }
@@ -171,6 +177,11 @@ void add_simulate_options(CLI::App& command, simulate_arguments& args, bool with
       ->type_name("TW");
   command.add_option("--t-comm", args.t_comm, "T_comm: delay of each message between ranks (>= 0)")
       ->type_name("TC");
+  command
+      .add_option("--t-overlapped-fb", args.t_overlapped_fb,
+                  "Time of one overlapped F&B pair of dualpipe/dualpipev, per full stage like the other times "
+                  "(>= 0); default: T_F + T_B, no overlap")
+      ->type_name("TFB");
   command
       .add_option("--activation-memory", args.activation_memory,
                   "M_B: activation memory one F keeps until its backward (>= 0)")

@@ -132,7 +132,9 @@ void write_table(std::ostream& out, const simulate_request& request, const simul
     label("times") << "T_F " << format_number(costs.t_forward) << ", T_B " << format_number(costs.t_backward_input)
                    << ", T_W " << format_number(costs.t_backward_weight) << " (fused BW "
                    << format_number(costs.t_backward_input + costs.t_backward_weight) << "), T_comm "
-                   << format_number(costs.t_comm) << "\n";
+                   << format_number(costs.t_comm)
+                   << (costs.t_overlapped_fb >= 0.0 ? ", F&B pair " + format_number(costs.t_overlapped_fb) : std::string())
+                   << "\n";
     label("memory") << "M_B " << format_number(costs.activation_memory) << ", M_W "
                     << format_number(costs.weight_gradient_memory) << "\n";
   }
@@ -178,6 +180,7 @@ void write_json(std::ostream& out, const simulate_request& request, const simula
         {"activation_memory", c.activation_memory},
         {"weight_gradient_memory", c.weight_gradient_memory},
     };
+    if (c.t_overlapped_fb >= 0.0) report["costs"]["overlapped_fb"] = c.t_overlapped_fb;
   } else {
     report["costs"] = {
         {"t_forward", costs.t_forward},
@@ -187,6 +190,7 @@ void write_json(std::ostream& out, const simulate_request& request, const simula
         {"activation_memory", costs.activation_memory},
         {"weight_memory", costs.weight_gradient_memory},
     };
+    if (costs.t_overlapped_fb >= 0.0) report["costs"]["t_overlapped_fb"] = costs.t_overlapped_fb;
   }
   report["span"] = metrics.span;
   report["bubble_rate"] = metrics.bubble_rate;
