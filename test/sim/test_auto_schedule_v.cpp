@@ -57,7 +57,24 @@ TEST_CASE("sim.auto_v.rejects_what_it_cannot_plan" * doctest::timeout(10)) {
   CHECK_THROWS_WITH_AS(stretto::sim::auto_schedule_v({4, 8, 1}, costs, 4.0), doctest::Contains("2 chunks per rank"),
                        stretto::shape_error);
   CHECK_THROWS_WITH_AS(stretto::sim::auto_schedule_v({4, 8, 2}, costs, 0.5),
-                       doctest::Contains("at least one microbatch's activations"), stretto::argument_error);
+                       doctest::Contains("the memory limit 0.5 is below one microbatch's activations on a rank (its "
+                                         "two chunks' F: 1)"),
+                       stretto::argument_error);
+  // Per-stage activation memory: the plan could not keep the limit, so it is refused (a run that
+  // planned with stage 0's size peaked at 12 under a limit of 4).
+  stretto::sim::stage_costs uneven;
+  uneven.forward = uneven.backward_input = uneven.backward_weight = std::vector<double>(8, 1.0);
+  uneven.activation_memory = {0.5, 1.5, 1.5, 1.5, 1.5, 1.5, 1.5, 1.5};
+  uneven.weight_gradient_memory = std::vector<double>(8, 0.25);
+  CHECK_THROWS_WITH_AS(stretto::sim::auto_schedule_v({4, 8, 2}, uneven, 4.0),
+                       doctest::Contains("same activation memory on every stage, but stage 1's F holds 1.5"),
+                       stretto::argument_error);
+  // Per-stage times are fine: planned with stage 0's, within the limit.
+  stretto::sim::stage_costs slower_last = uneven;
+  slower_last.activation_memory = std::vector<double>(8, 0.5);
+  slower_last.forward.back() = 3.0;
+  const auto plan = stretto::sim::simulate(stretto::sim::auto_schedule_v({4, 8, 2}, slower_last, 4.0), slower_last);
+  CHECK(max_of(plan.peak_memory) <= 4.0);
   // A negative message delay is not a cost (uniform_costs::check would refuse it too).
   CHECK_THROWS_WITH_AS(stretto::sim::auto_schedule_v({2, 4, 2}, stretto::sim::uniform_costs{1, 1, 1, -0.5}, 2.0),
                        doctest::Contains("must be >= 0 (got F 0.5, B 0.5, W 0.5, comm -0.5)"), stretto::argument_error);

@@ -156,7 +156,12 @@ stretto::sim::stage_costs read_costs_file(const std::string& path, const stretto
     else if (key == "latency") costs.latency = number(key, value);
     else if (key == "bandwidth") costs.bandwidth = number(key, value);
     else if (key == "sync_latency") costs.sync_latency = number(key, value);
-    else if (key == "overlapped_fb") costs.t_overlapped_fb = number(key, value);
+    else if (key == "overlapped_fb") {
+      if (!value.is_number())
+        throw stretto::argument_error(where + key + " must be one number >= 0, the time of an overlapped F&B pair "
+                                                    "(per chunk, as every time in the file)");
+      costs.t_overlapped_fb = number(key, value);
+    }
     else if (key == "synchronised_optimizer") {
       if (!value.is_boolean()) throw stretto::argument_error(where + key + " must be true or false");
       costs.synchronised_optimizer = value.get<bool>();

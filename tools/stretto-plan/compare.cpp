@@ -96,7 +96,9 @@ void write_compare_table(std::ostream& out, const compare_request& request, cons
   } else {
     const auto& c = request.costs;
     out << "times    T_F " << format_number(c.t_forward) << ", T_B " << format_number(c.t_backward_input) << ", T_W "
-        << format_number(c.t_backward_weight) << ", T_comm " << format_number(c.t_comm) << " (per full stage)\n";
+        << format_number(c.t_backward_weight) << ", T_comm " << format_number(c.t_comm)
+        << (c.t_overlapped_fb >= 0.0 ? ", F&B pair " + format_number(c.t_overlapped_fb) : std::string())
+        << " (per full stage)\n";
     out << "memory   M_B " << format_number(c.activation_memory) << ", M_W " << format_number(c.weight_gradient_memory)
         << "\n";
   }

@@ -97,7 +97,7 @@ struct simulate_arguments {
   std::string t_backward;
   std::string t_weight;
   std::string t_comm;
-  std::string t_overlapped_fb;  // empty: an F&B pair takes T_F + T_B (no overlap)
+  std::string t_overlapped_fb;  // empty: an F&B pair takes its two ops' times added up (no overlap)
   std::string activation_memory{"1"};
   std::string weight_memory{"0.5"};
   std::string format{"table"};
@@ -143,7 +143,13 @@ stretto_plan::simulate_request to_request(const simulate_arguments& args) {
     request.costs_file = args.costs_file;
     request.stage_costs = stretto_plan::read_costs_file(args.costs_file, request.shape);
   }
-  if (!args.memory_limit.empty()) request.memory_limit = parse_amount("--memory-limit", args.memory_limit);
+  if (!args.memory_limit.empty()) {
+    try {
+      request.memory_limit = parse_amount("--memory-limit", args.memory_limit);
+    } catch (const stretto::argument_error&) {
+      throw stretto::argument_error("--memory-limit must be a finite number > 0 (got '" + args.memory_limit + "')");
+    }
+  }
   request.costs.activation_memory = parse_amount("--activation-memory", args.activation_memory);
   request.costs.weight_gradient_memory = parse_amount("--weight-memory", args.weight_memory);
   request.format = args.format;
@@ -180,7 +186,7 @@ void add_simulate_options(CLI::App& command, simulate_arguments& args, bool with
   command
       .add_option("--t-overlapped-fb", args.t_overlapped_fb,
                   "Time of one overlapped F&B pair of dualpipe/dualpipev, per full stage like the other times "
-                  "(>= 0); default: T_F + T_B, no overlap")
+                  "(>= 0); default: the two ops' times added up, T_F + T_B + T_W for a fused backward (no overlap)")
       ->type_name("TFB");
   command
       .add_option("--activation-memory", args.activation_memory,
@@ -202,7 +208,8 @@ void add_simulate_options(CLI::App& command, simulate_arguments& args, bool with
       ->type_name("FILE");
   command
       .add_option("--memory-limit", args.memory_limit,
-                  "Activation memory per rank for --schedule auto and auto-v, in units of --activation-memory (zb-1p: p, zb-2p: 2p)")
+                  "Activation memory per rank for the auto and auto-v schedules, in the unit of --activation-memory "
+                  "(M_B); e.g. p*M_B is 1F1B's peak (zb-1p's limit), 2p*M_B zb-2p's")
       ->type_name("X");
 }
 
@@ -221,9 +228,9 @@ int run_simulate(const simulate_arguments& args) {
 /** @brief Runs `stretto-plan compare`; returns the exit status. */
 int run_compare(const simulate_arguments& args, bool chunks_given) {
   simulate_arguments checked = args;
-  checked.schedule = "1f1b";  // checks the shape and the numbers as `simulate` does
+  checked.schedule = "1f1b";  // checks the numbers as `simulate` does; each policy's shape rules apply per row
   stretto_plan::simulate_request request = to_request(checked);
-  const stretto_plan::output_format format = stretto_plan::check_request(request);
+  const stretto_plan::output_format format = stretto_plan::check_request(request, /*check_shape_rules=*/false);
   stretto_plan::compare_request compare;
   compare.shape = request.shape;
   compare.chunks_given = chunks_given;
@@ -260,7 +267,7 @@ int main(int argc, char** argv) {
                  "speed-up over 1F1B and the peak memory per rank");
   compare->footer(
       "Lists every policy of 'stretto-plan list' whose shape rules accept the shape (with --chunks unset, a policy\n"
-      "that needs several chunks per rank gets 2), plus zb-1p and zb-2p, and auto with --memory-limit.\n"
+      "that needs several chunks per rank gets 2), plus zb-1p and zb-2p, and auto and auto-v with --memory-limit.\n"
       "Exit status: 0 on success, 2 for a bad argument, 1 for an internal error.");
   simulate_arguments compare_args;
   add_simulate_options(*compare, compare_args, false);

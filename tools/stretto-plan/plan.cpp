@@ -33,7 +33,7 @@ void require_non_negative(std::string_view option, double value) {
 
 }  // namespace
 
-output_format check_request(const simulate_request& request) {
+output_format check_request(const simulate_request& request, bool check_shape_rules) {
   const stretto::policies::policy_info& policy = find_schedule(request.schedule_name);
 
   const stretto::pipeline_shape& shape = request.shape;
@@ -74,7 +74,8 @@ output_format check_request(const simulate_request& request) {
   if (request.memory_limit && !(*request.memory_limit > 0.0))
     throw stretto::argument_error("--memory-limit must be a number > 0 (got " + format_number(*request.memory_limit) + ")");
 
-  if (std::string problem = policy.check(shape); !problem.empty()) throw stretto::shape_error(problem);
+  if (check_shape_rules)
+    if (std::string problem = policy.check(shape); !problem.empty()) throw stretto::shape_error(problem);
   return format;
 }
 
@@ -95,6 +96,14 @@ void simulate_with(const simulate_request& request, const Costs& costs, simulate
       throw stretto::argument_error("--memory-limit applies to --schedule auto and auto-v only (got --schedule " +
                                     request.schedule_name + ")");
     schedule = stretto::policies::make_schedule(request.schedule_name, request.shape);
+  }
+  if (request.costs.t_overlapped_fb >= 0.0 && !request.stage_costs) {
+    bool has_pairs = false;
+    for (std::int32_t r = 0; r < schedule.num_ranks() && !has_pairs; ++r)
+      for (const stretto::op& o : schedule.ops(r)) has_pairs = has_pairs || o.overlapped;
+    if (!has_pairs)
+      throw stretto::argument_error("--t-overlapped-fb applies to schedules with overlapped F&B pairs (dualpipe, "
+                                    "dualpipev); " + request.schedule_name + " has none");
   }
   result.run = stretto::sim::simulate(schedule, costs);  // validates first
 }

@@ -6,9 +6,10 @@ under a memory limit (Qi et al., "Zero Bubble Pipeline Parallelism", §6; the of
 `zbv.py`; schedules.md §7.7).
 */
 
+#include <algorithm>
 #include <cmath>
-#include <stdexcept>
 #include <cstdint>
+#include <stdexcept>
 #include <limits>
 #include <sstream>
 #include <string>
@@ -40,11 +41,13 @@ ZB-V's zero-bubble schedule (span 6m chunk units for m ≥ 2p − 1); every rank
 within `memory_limit`.
 
 **Units.** `memory_limit` in the cost model's memory unit (M_B per full stage, so p·M_B is
-1F1B's peak). Op times from `costs.duration` of stage 0's ops (stages are assumed alike).
+1F1B's peak). Planned with the op times of stage 0 (`costs.duration`); the plan is then
+simulated, and the orders compared, with every stage's own times. Every stage must have the same
+activation memory (F's and W's `memory_delta`), since the plan keeps the limit by that size.
 
 @throws shape_error unless v = 2 and p, m ≥ 1; argument_error when `memory_limit` is below one
-microbatch's activations on a rank (both chunks' F), or when an op time or the message delay is
-negative.
+microbatch's activations on a rank (both chunks' F), when the stages' activation memories
+differ, or when an op time or the message delay is negative.
 */
 template <cost_model Costs>
 schedule auto_schedule_v(const pipeline_shape& shape, const Costs& costs, double memory_limit) {
@@ -54,9 +57,27 @@ schedule auto_schedule_v(const pipeline_shape& shape, const Costs& costs, double
                           shape.num_ranks, ", m = ", shape.num_microbatches, ", chunks = ", shape.num_chunks, ")"));
   const double f_memory = costs.memory_delta(op{op_kind::forward, 0, 0}, shape);
   const double w_memory = -costs.memory_delta(op{op_kind::backward_weight, 0, 0}, shape);
-  if (!(memory_limit >= 2.0 * f_memory))
-    throw argument_error(cat("auto-v: the memory limit must hold at least one microbatch's activations on a rank (",
-                             static_cast<long long>(std::ceil(2.0 * f_memory * 1000.0)), "/1000 of the memory unit)"));
+  // The list scheduler accounts memory with one F size and one W size for every chunk: refuse
+  // per-stage sizes rather than return a plan that breaks the limit.
+  for (std::int32_t s = 1; s < shape.num_stages(); ++s) {
+    const double f = costs.memory_delta(op{op_kind::forward, s, 0}, shape);
+    const double w = -costs.memory_delta(op{op_kind::backward_weight, s, 0}, shape);
+    if (std::abs(f - f_memory) > 1e-12 * std::max(1.0, std::abs(f_memory)) ||
+        std::abs(w - w_memory) > 1e-12 * std::max(1.0, std::abs(w_memory))) {
+      std::ostringstream text;
+      text << "auto-v: plans with the same activation memory on every stage, but stage " << s << "'s F holds " << f
+           << " and its W frees " << w << " against stage 0's " << f_memory << " and " << w_memory
+           << "; use auto, which plans per-stage memory (one stage per rank)";
+      throw argument_error(text.str());
+    }
+  }
+  if (!(memory_limit >= 2.0 * f_memory)) {
+    std::ostringstream text;
+    text << "auto-v: the memory limit " << memory_limit
+         << " is below one microbatch's activations on a rank (its two chunks' F: " << 2.0 * f_memory
+         << "); give at least that";
+    throw argument_error(text.str());
+  }
   const double t_f = costs.duration(op{op_kind::forward, 0, 0}, shape);
   const double t_b = costs.duration(op{op_kind::backward_input, 0, 0}, shape);
   const double t_w = costs.duration(op{op_kind::backward_weight, 0, 0}, shape);
@@ -99,6 +120,7 @@ schedule auto_schedule_v(const pipeline_shape& shape, const Costs& costs, double
     const simulation result = simulate(candidate, costs);
     double peak = 0.0;
     for (double x : result.peak_memory) peak = x > peak ? x : peak;
+    if (peak > memory_limit * (1.0 + 1e-9)) continue;  // never return a plan over the limit
     if (result.metrics.span < best_span || (result.metrics.span == best_span && peak < best_peak)) {
       best = candidate;
       best_span = result.metrics.span;
