@@ -66,10 +66,15 @@ std::string schedule_names() {
   return out;
 }
 
-const stretto::policies::policy_info& find_schedule(std::string_view name) {
-  if (const automatic_schedule* a = find_automatic(name)) return a->info;
+const stretto::policies::policy_info* schedule_info(std::string_view name) {
+  if (const automatic_schedule* a = find_automatic(name)) return &a->info;
   for (const auto& p : stretto::policies::all_policies)
-    if (p.name == name) return p;
+    if (p.name == name) return &p;
+  return nullptr;
+}
+
+const stretto::policies::policy_info& find_schedule(std::string_view name) {
+  if (const stretto::policies::policy_info* info = schedule_info(name)) return *info;
   throw stretto::argument_error("unknown schedule '" + std::string(name) + "'; valid schedules are: " +
                                 schedule_names());
 }

@@ -42,6 +42,9 @@ const automatic_schedule* find_automatic(std::string_view name);
 /** @brief Every valid `--schedule` name: the policies' and the automatic ones, joined by ", ". */
 std::string schedule_names();
 
+/** @brief The policy or automatic schedule called `name`, or null. */
+const stretto::policies::policy_info* schedule_info(std::string_view name);
+
 /**
 @brief Returns the policy or automatic schedule called `name`.
 @throws stretto::argument_error listing every valid name when there is none.

@@ -115,10 +115,9 @@ stretto_plan::simulate_request to_request(const simulate_arguments& args) {
   if (!args.chunks.empty()) {
     request.shape.num_chunks = parse_count("--chunks", args.chunks);
   } else {
-    for (const auto& policy : stretto::policies::all_policies)
-      if (policy.name == args.schedule) request.shape.num_chunks = policy.default_chunks;
-    if (const stretto_plan::automatic_schedule* automatic = stretto_plan::find_automatic(args.schedule))
-      request.shape.num_chunks = automatic->info.default_chunks;
+    // An unknown name keeps 1 here; `check_request` reports it.
+    if (const stretto::policies::policy_info* info = stretto_plan::schedule_info(args.schedule))
+      request.shape.num_chunks = info->default_chunks;
   }
   const std::pair<const char*, const std::string*> times[] = {
       {"--t-forward", &args.t_forward}, {"--t-backward", &args.t_backward},

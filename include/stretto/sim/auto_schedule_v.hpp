@@ -59,11 +59,13 @@ schedule auto_schedule_v(const pipeline_shape& shape, const Costs& costs, double
   const double w_memory = -costs.memory_delta(op{op_kind::backward_weight, 0, 0}, shape);
   // The list scheduler accounts memory with one F size and one W size for every chunk: refuse
   // per-stage sizes rather than return a plan that breaks the limit.
+  auto differs = [](double x, double reference) {
+    return std::abs(x - reference) > 1e-12 * std::max(1.0, std::abs(reference));
+  };
   for (std::int32_t s = 1; s < shape.num_stages(); ++s) {
     const double f = costs.memory_delta(op{op_kind::forward, s, 0}, shape);
     const double w = -costs.memory_delta(op{op_kind::backward_weight, s, 0}, shape);
-    if (std::abs(f - f_memory) > 1e-12 * std::max(1.0, std::abs(f_memory)) ||
-        std::abs(w - w_memory) > 1e-12 * std::max(1.0, std::abs(w_memory))) {
+    if (differs(f, f_memory) || differs(w, w_memory)) {
       std::ostringstream text;
       text << "auto-v: plans with the same activation memory on every stage, but stage " << s << "'s F holds " << f
            << " and its W frees " << w << " against stage 0's " << f_memory << " and " << w_memory

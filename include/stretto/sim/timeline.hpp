@@ -6,10 +6,12 @@ simulator produces one; the executors record one from a real run; both use the s
 and exporters.
 */
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <initializer_list>
 #include <memory>
+#include <ranges>
 #include <span>
 #include <stdexcept>
 #include <type_traits>
@@ -65,30 +67,13 @@ class timeline {
   @brief A timeline holding the given intervals, one braced list per rank, e.g.
   `timeline{{{f0, 0.0, 1.0}, {b0, 1.0, 2.0}}, {}}` for two ranks, the second idle.
   */
-  constexpr timeline(std::initializer_list<std::initializer_list<op_timing>> ranks) {
-    std::vector<std::size_t> capacity;
-    capacity.reserve(ranks.size());
-    for (const auto& rank : ranks) capacity.push_back(rank.size());
-    reset(capacity);
-    std::int32_t r = 0;
-    for (const auto& rank : ranks) {
-      for (const op_timing& t : rank) push_back(r, t);
-      ++r;
-    }
-  }
+  constexpr timeline(std::initializer_list<std::initializer_list<op_timing>> ranks) { assign(ranks); }
 
   /**
   @brief A timeline holding `ranks[r]` as rank r's intervals: e.g. every rank's
   `stretto::kokkos::step_record::ops` of a measured step, gathered on one rank.
   */
-  constexpr explicit timeline(std::span<const std::vector<op_timing>> ranks) {
-    std::vector<std::size_t> capacity;
-    capacity.reserve(ranks.size());
-    for (const auto& rank : ranks) capacity.push_back(rank.size());
-    reset(capacity);
-    for (std::size_t r = 0; r < ranks.size(); ++r)
-      for (const op_timing& t : ranks[r]) push_back(static_cast<std::int32_t>(r), t);
-  }
+  constexpr explicit timeline(std::span<const std::vector<op_timing>> ranks) { assign(ranks); }
 
   constexpr timeline(const timeline& other)
       : storage_(other.begin_.empty() ? 0 : other.begin_.back()), begin_(other.begin_), size_(other.size_) {
@@ -172,16 +157,26 @@ class timeline {
   /** @brief Equal when both have the same number of ranks and equal intervals on each (capacities aside). */
   friend constexpr bool operator==(const timeline& a, const timeline& b) noexcept {
     if (a.num_ranks() != b.num_ranks()) return false;
-    for (std::int32_t r = 0; r < a.num_ranks(); ++r) {
-      const std::span<const op_timing> x = a.ops(r), y = b.ops(r);
-      if (x.size() != y.size()) return false;
-      for (std::size_t i = 0; i < x.size(); ++i)
-        if (!(x[i] == y[i])) return false;
-    }
+    for (std::int32_t r = 0; r < a.num_ranks(); ++r)
+      if (!std::ranges::equal(a.ops(r), b.ops(r))) return false;
     return true;
   }
 
  private:
+  // Sized exactly for `ranks` (a range of per-rank ranges of intervals), then filled from it.
+  template <class Ranks>
+  constexpr void assign(const Ranks& ranks) {
+    std::vector<std::size_t> capacity;
+    capacity.reserve(std::ranges::size(ranks));
+    for (const auto& rank : ranks) capacity.push_back(std::ranges::size(rank));
+    reset(capacity);
+    std::int32_t r = 0;
+    for (const auto& rank : ranks) {
+      for (const op_timing& t : rank) push_back(r, t);
+      ++r;
+    }
+  }
+
   // Room for `capacity` intervals, allocated but not initialised: setting up a timeline writes
   // nothing, and only the used part of each segment holds objects (built by `push_back`). A
   // zero-filled vector cost one more pass over the whole buffer per simulation.
