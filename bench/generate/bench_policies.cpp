@@ -23,7 +23,7 @@ timed loop, so every row can be read on its own). Times are per iteration, in mi
 
 #include <benchmark/benchmark.h>
 
-#include <stretto/graph/validate.hpp>
+#include <stretto/validate/validate.hpp>
 #include <stretto/policies/registry.hpp>
 #include <stretto/sim/cost_model.hpp>
 #include <stretto/sim/simulator.hpp>

@@ -20,7 +20,7 @@ step, computed once outside the timed loop.
 #include <benchmark/benchmark.h>
 
 #include <stretto/policies/registry.hpp>
-#include <stretto/sim/auto_schedule.hpp>
+#include <stretto/plan/auto_schedule.hpp>
 #include <stretto/sim/cost_model.hpp>
 #include <stretto/sim/simulator.hpp>
 
@@ -48,10 +48,10 @@ void run_simulate(benchmark::State& state, const stretto::schedule& s, const Cos
 }
 
 void run_auto_schedule(benchmark::State& state, pipeline_shape shape, double factor) {
-  const double limit = stretto::sim::zb_memory_limit(shape, table9, factor);
-  const auto reference = stretto::sim::auto_schedule_detailed(shape, table9, limit);
+  const double limit = stretto::plan::zb_memory_limit(shape, table9, factor);
+  const auto reference = stretto::plan::auto_schedule_detailed(shape, table9, limit);
   for (auto _ : state) {
-    stretto::schedule plan = stretto::sim::auto_schedule(shape, table9, limit);
+    stretto::schedule plan = stretto::plan::auto_schedule(shape, table9, limit);
     benchmark::DoNotOptimize(plan);
   }
   state.counters["ops"] = benchmark::Counter(static_cast<double>(reference.plan.num_ops()));

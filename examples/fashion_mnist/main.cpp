@@ -133,7 +133,7 @@ stretto::schedule replan(stretto::sim::op_time_profile& profile, const stretto::
     if (rank == 0) std::copy(total.begin(), total.end(), values.begin());
     MPI_Bcast(values.data(), static_cast<int>(values.size()), MPI_DOUBLE, 0, MPI_COMM_WORLD);
   }
-  return stretto::sim::auto_schedule(shape, profile.costs(), memory_limit);
+  return stretto::plan::auto_schedule(shape, profile.costs(), memory_limit);
 }
 
 int train(const options& opt, int rank, int size) {

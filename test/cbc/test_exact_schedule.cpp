@@ -102,7 +102,7 @@ TEST_CASE("exact.never_worse_than_heuristic_small_grid" * doctest::timeout(300))
         options.time_limit_seconds = 5;
         const auto r = stretto::cbc::exact_schedule(shape, costs, limit, options);
         check_result(r, costs, limit);
-        const auto heuristic = stretto::sim::auto_schedule(shape, costs, limit);
+        const auto heuristic = stretto::plan::auto_schedule(shape, costs, limit);
         CHECK(r.span <= stretto::sim::simulate(heuristic, costs).metrics.span);
       }
     }

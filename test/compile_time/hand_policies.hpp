@@ -10,7 +10,7 @@ the same schedule edited to break exactly one `schedule_rule`.
 #include <string_view>
 
 #include <stretto/core/concepts.hpp>
-#include <stretto/graph/validate.hpp>
+#include <stretto/validate/validate.hpp>
 
 namespace stretto::testing {
 

@@ -77,7 +77,7 @@ TEST_CASE("profile.replan_1_5b_row_from_zb_h1_measurements" * doctest::timeout(3
   stretto::sim::op_time_profile profile(8);
   profile.add(measured_run.events);
   const auto costs = profile.costs(0.601);
-  const auto plan = stretto::sim::auto_schedule(shape, costs, stretto::sim::zb_memory_limit(shape, costs, 2.0));
+  const auto plan = stretto::plan::auto_schedule(shape, costs, stretto::plan::zb_memory_limit(shape, costs, 2.0));
   const double bubble = stretto::sim::simulate(plan, table9).metrics.bubble_rate;
   CHECK(bubble <= 0.0433 + 0.002);
 }

@@ -89,7 +89,7 @@ automatic_plan make_automatic(const automatic_schedule& which, const stretto::pi
       throw stretto::argument_error("--memory-limit applies to --schedule auto and auto-v only; " +
                                     std::string(which.info.name) + " uses " + format_number(which.memory_factor) +
                                     "p*M_B");
-    out.memory_limit = stretto::sim::zb_memory_limit(shape, costs, which.memory_factor);
+    out.memory_limit = stretto::plan::zb_memory_limit(shape, costs, which.memory_factor);
   } else {
     if (!memory_limit)
       throw stretto::argument_error(
@@ -100,13 +100,13 @@ automatic_plan make_automatic(const automatic_schedule& which, const stretto::pi
   }
   if (which.info.placement == stretto::placement_kind::v_shape) {
     // ZB-V by list scheduling: no W-moving pass, so the heuristic's span is the span.
-    out.result.plan = stretto::sim::auto_schedule_v(shape, costs, out.memory_limit);
+    out.result.plan = stretto::plan::auto_schedule_v(shape, costs, out.memory_limit);
     out.result.span = stretto::sim::simulate(out.result.plan, costs).metrics.span;
     out.result.heuristic_span = out.result.span;
     out.refined = false;
     return out;
   }
-  out.result = stretto::sim::auto_schedule_detailed(shape, costs, out.memory_limit);
+  out.result = stretto::plan::auto_schedule_detailed(shape, costs, out.memory_limit);
   return out;
 }
 

@@ -2,8 +2,8 @@
 /**
 @file
 @brief The schedules `stretto-plan` plans from costs rather than from the shape alone: ZB-1p,
-ZB-2p and `auto` (the Zero Bubble heuristic under a memory limit, `stretto::sim::auto_schedule`;
-schedules.md §7.4–§7.5), `auto-v` (ZB-V under a memory limit, `stretto::sim::auto_schedule_v`;
+ZB-2p and `auto` (the Zero Bubble heuristic under a memory limit, `stretto::plan::auto_schedule`;
+schedules.md §7.4–§7.5), `auto-v` (ZB-V under a memory limit, `stretto::plan::auto_schedule_v`;
 schedules.md §7.7), and the per-stage cost file that `--costs` reads.
 */
 
@@ -15,8 +15,8 @@ schedules.md §7.7), and the per-stage cost file that `--costs` reads.
 #include <stretto/core/schedule.hpp>
 #include <stretto/core/shape.hpp>
 #include <stretto/policies/registry.hpp>
-#include <stretto/sim/auto_schedule.hpp>
-#include <stretto/sim/auto_schedule_v.hpp>
+#include <stretto/plan/auto_schedule.hpp>
+#include <stretto/plan/auto_schedule_v.hpp>
 #include <stretto/sim/cost_model.hpp>
 
 namespace stretto_plan {
@@ -53,7 +53,7 @@ const stretto::policies::policy_info& find_schedule(std::string_view name);
 
 /** @brief The outcome of `make_automatic`. */
 struct automatic_plan {
-  stretto::sim::auto_schedule_result result;
+  stretto::plan::auto_schedule_result result;
   double memory_limit{0.0};  ///< the limit used, in the cost model's memory unit
   bool refined{true};        ///< whether W moves (`refine_weights`) ran after the heuristic (not for auto-v)
 };

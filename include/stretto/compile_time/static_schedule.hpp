@@ -17,7 +17,7 @@ validated while compiling, stored as a constant of exactly the size it needs.
 #include "../core/schedule.hpp"
 #include "../core/shape.hpp"
 #include "../detail/text.hpp"
-#include "../graph/validate.hpp"
+#include "../validate/validate.hpp"
 #include "fixed_string.hpp"
 #include "static_validate.hpp"
 

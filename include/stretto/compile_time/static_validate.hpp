@@ -30,7 +30,7 @@ cannot evaluate `std::string`).
 
 #include "../core/op.hpp"
 #include "../core/schedule.hpp"
-#include "../graph/validate.hpp"
+#include "../validate/validate.hpp"
 #include "fixed_string.hpp"
 
 namespace stretto::compile_time {

@@ -44,7 +44,7 @@ the edges into the pair).
 #include "../detail/text.hpp"
 #include "../sim/cost_model.hpp"
 #include "lowering.hpp"
-#include "validate.hpp"
+#include "../validate/validate.hpp"
 
 namespace stretto::graph {
 

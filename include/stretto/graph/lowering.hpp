@@ -28,7 +28,7 @@ the cycle, is `stretto::graph::validate(const lowered_schedule&)` in `dependency
 #include "../detail/text.hpp"
 #include "../sim/cost_model.hpp"
 #include "../sim/simulator.hpp"
-#include "validate.hpp"
+#include "../validate/validate.hpp"
 
 namespace stretto::graph {
 

@@ -12,10 +12,9 @@
 
 #include "../core/concepts.hpp"
 #include "common.hpp"
-#include "../sim/cost_model.hpp"
-#include "../sim/simulator.hpp"
 #include "list_scheduling.hpp"
 #include "one_f_one_b.hpp"
+#include "unit_timing.hpp"
 
 namespace stretto::policies {
 
@@ -144,12 +143,12 @@ struct chimera {
   static constexpr schedule generate(const pipeline_shape& s) {
     const std::int32_t d = s.num_ranks, half = d / 2;
     // One direction alone: 1F1B over the d stages with d/2 microbatches, timed at F = 1, BW = 2.
-    const sim::simulation direction =
-        sim::simulate(one_f_one_b::generate({d, half, 1}), sim::uniform_costs{1.0, 1.0, 1.0, 0.0});
+    const schedule direction = one_f_one_b::generate({d, half, 1});
+    const auto starts = detail::unit_start_times(direction, {1, 1, 1, 0});
     // Rank r runs stage r of the down replica and stage d-1-r of the up replica: merge the two
     // directions' orders by their start times when run alone (down first on a tie).
     struct timed {
-      double start;
+      std::int64_t start;
       std::int32_t direction, index;
       op what;
       constexpr bool operator<(const timed& o) const {
@@ -161,9 +160,12 @@ struct chimera {
     for (std::int32_t r = 0; r < d; ++r) {
       std::vector<timed> merged;
       std::int32_t index = 0;
-      for (const auto& t : direction.events.ops(r)) merged.push_back({t.start, 0, index++, t.what});
-      for (const auto& t : direction.events.ops(d - 1 - r))
-        merged.push_back({t.start, 1, index++, op{t.what.kind, t.what.stage, t.what.microbatch + half}});
+      for (std::size_t i = 0; i < direction.ops(r).size(); ++i)
+        merged.push_back({starts[static_cast<std::size_t>(r)][i], 0, index++, direction.ops(r)[i]});
+      for (std::size_t i = 0; i < direction.ops(d - 1 - r).size(); ++i) {
+        const op& o = direction.ops(d - 1 - r)[i];
+        merged.push_back({starts[static_cast<std::size_t>(d - 1 - r)][i], 1, index++, op{o.kind, o.stage, o.microbatch + half}});
+      }
       std::sort(merged.begin(), merged.end());
       for (std::int32_t unit = 0; unit < s.num_microbatches / d; ++unit)
         for (const timed& t : merged) out.push_back(r, op{t.what.kind, t.what.stage, t.what.microbatch + unit * d});

@@ -15,7 +15,7 @@ model"; schedules.md §0, which reproduces the Zero Bubble paper's Table 5).
 #include "../core/errors.hpp"
 #include "../core/schedule.hpp"
 #include "../detail/config.hpp"
-#include "../graph/validate.hpp"
+#include "../validate/validate.hpp"
 #include "cost_model.hpp"
 #include "timeline.hpp"
 

@@ -3,7 +3,7 @@
 @file
 @brief The exact zero-bubble scheduler: the integer program of the Zero Bubble paper (Qi, Wan,
 Huang, Lin, ICLR 2024, Appendix G; schedules.md §7.6) solved with COIN-OR CBC, warm-started from
-the heuristic (`stretto::sim::auto_schedule`), under a time limit.
+the heuristic (`stretto::plan::auto_schedule`), under a time limit.
 
 Target `stretto::cbc` (Debian `coinor-libcbc-dev`); the core target stays standard-library only.
 */
@@ -25,7 +25,7 @@ Target `stretto::cbc` (Debian `coinor-libcbc-dev`); the core target stays standa
 #include <stretto/core/op.hpp>
 #include <stretto/core/schedule.hpp>
 #include <stretto/core/shape.hpp>
-#include <stretto/sim/auto_schedule.hpp>
+#include <stretto/plan/auto_schedule.hpp>
 #include <stretto/sim/cost_model.hpp>
 #include <stretto/sim/simulator.hpp>
 
@@ -37,7 +37,7 @@ struct exact_options {
   /// steps, so a large program (p·m in the hundreds) can overrun it by seconds at the root.
   double time_limit_seconds{10.0};
   double relative_gap{1e-6};        ///< stop (and call it optimal) when (span − bound) / span is below this
-  sim::auto_schedule_options warm_start{};  ///< how the heuristic that seeds CBC runs
+  plan::auto_schedule_options warm_start{};  ///< how the heuristic that seeds CBC runs
   bool log{false};                  ///< let CBC print its log on stdout
 };
 
@@ -112,13 +112,13 @@ first: when the heuristic meets it, CBC is not run.
 when CBC finds nothing better.
 
 @pre `shape.num_chunks == 1`; all op times > 0 for the ordering to be strict.
-@throws shape_error or argument_error as `stretto::sim::auto_schedule`; std::runtime_error if
+@throws shape_error or argument_error as `stretto::plan::auto_schedule`; std::runtime_error if
 CBC fails.
 */
 template <sim::cost_model Costs>
 exact_result exact_schedule(const pipeline_shape& shape, const Costs& costs, double memory_limit,
                             const exact_options& options = {}) {
-  sim::auto_schedule_result warm = sim::auto_schedule_detailed(shape, costs, memory_limit, options.warm_start);
+  plan::auto_schedule_result warm = plan::auto_schedule_detailed(shape, costs, memory_limit, options.warm_start);
   const std::int32_t p = shape.num_ranks;
   const std::int32_t m = shape.num_microbatches;
   const detail::node_index id{p, m};

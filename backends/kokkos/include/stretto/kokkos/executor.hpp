@@ -23,7 +23,7 @@ functions on `Kokkos::View`s and moving activations and gradients through a `str
 #include <stretto/core/errors.hpp>
 #include <stretto/core/schedule.hpp>
 #include <stretto/core/transport.hpp>
-#include <stretto/graph/validate.hpp>
+#include <stretto/validate/validate.hpp>
 #include <stretto/sim/timeline.hpp>
 
 namespace stretto::kokkos {

@@ -23,10 +23,14 @@ under the limits p·M_B and 2p·M_B (`zb_memory_limit`).
 #include "../core/schedule.hpp"
 #include "../core/shape.hpp"
 #include "../detail/text.hpp"
-#include "cost_model.hpp"
+#include "../sim/cost_model.hpp"
 #include "refine.hpp"
 
-namespace stretto::sim {
+namespace stretto::plan {
+
+using sim::cost_model;
+using sim::simulate;
+using sim::uniform_costs;
 
 /**
 @brief The three binary knobs of the Zero Bubble heuristic (schedules.md §7.5; the official
@@ -413,7 +417,7 @@ auto_schedule_result auto_schedule_detailed(const pipeline_shape& shape, const C
 @code
 const stretto::pipeline_shape shape{8, 24, 1};
 const stretto::sim::uniform_costs costs{18.522, 18.086, 9.337, 0.601};
-const auto zb_2p = stretto::sim::auto_schedule(shape, costs, stretto::sim::zb_memory_limit(shape, costs, 2));
+const auto zb_2p = stretto::plan::auto_schedule(shape, costs, stretto::plan::zb_memory_limit(shape, costs, 2));
 @endcode
 */
 template <cost_model Costs>
@@ -422,4 +426,4 @@ schedule auto_schedule(const pipeline_shape& shape, const Costs& costs, double m
   return auto_schedule_detailed(shape, costs, memory_limit, options).plan;
 }
 
-}  // namespace stretto::sim
+}  // namespace stretto::plan

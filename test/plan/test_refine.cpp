@@ -9,7 +9,7 @@
 #include <vector>
 
 #include <stretto/policies/two_stage_backprop.hpp>
-#include <stretto/sim/auto_schedule.hpp>
+#include <stretto/plan/auto_schedule.hpp>
 #include <stretto/stretto.hpp>
 
 #include "common/invariants.hpp"
@@ -50,7 +50,7 @@ TEST_CASE("refine.two_stage_backprop_reaches_zb_h1" * doctest::timeout(10)) {
     const auto run = stretto::sim::simulate(s, equal);
     CHECK(run.metrics.span == before);
     const double limit = *std::max_element(run.peak_memory.begin(), run.peak_memory.end());
-    const auto refined = stretto::sim::refine_weights(s, equal, limit);
+    const auto refined = stretto::plan::refine_weights(s, equal, limit);
     stretto::testing::check_schedule_invariants(refined.plan);
     CHECK(refined.span == after);
     CHECK(stretto::sim::simulate(refined.plan, equal).metrics.span == after);
@@ -77,15 +77,15 @@ TEST_CASE("refine.never_longer_never_above_the_limit" * doctest::timeout(60)) {
     costs.latency = 0.1 * time(random);
     std::vector<stretto::schedule> inputs{stretto::make_schedule<stretto::policies::zb_h1>(shape),
                                           stretto::make_schedule<stretto::policies::one_f_one_b_2bp>(shape)};
-    stretto::sim::auto_schedule_options raw;
+    stretto::plan::auto_schedule_options raw;
     raw.refine = false;
-    inputs.push_back(stretto::sim::auto_schedule(shape, costs, stretto::sim::zb_memory_limit(shape, costs, 1.5), raw));
+    inputs.push_back(stretto::plan::auto_schedule(shape, costs, stretto::plan::zb_memory_limit(shape, costs, 1.5), raw));
     for (const auto& s : inputs) {
       CAPTURE(trial);
       const auto before = stretto::sim::simulate(s, costs);
       for (const double limit : {*std::max_element(before.peak_memory.begin(), before.peak_memory.end()),
                                  std::numeric_limits<double>::infinity()}) {
-        const auto refined = stretto::sim::refine_weights(s, costs, limit);
+        const auto refined = stretto::plan::refine_weights(s, costs, limit);
         REQUIRE(stretto::validate(refined.plan).ok());
         const auto after = stretto::sim::simulate(refined.plan, costs);
         CHECK(after.metrics.span <= before.metrics.span);
@@ -105,7 +105,7 @@ TEST_CASE("refine.reference_rows_have_nothing_to_remove" * doctest::timeout(30))
   // shorten it. The refinement removes nothing there (its measured effect on these rows).
   const pipeline_shape shape{8, 24, 1};
   const uniform_costs us{18522, 18086, 9337, 601, 1.0, 0.5};
-  const auto result = stretto::sim::auto_schedule_detailed(shape, us, 16.0);
+  const auto result = stretto::plan::auto_schedule_detailed(shape, us, 16.0);
   CHECK(result.heuristic_span == 1152599.0);
   CHECK(result.span == 1152599.0);
 }
@@ -113,9 +113,9 @@ TEST_CASE("refine.reference_rows_have_nothing_to_remove" * doctest::timeout(30))
 TEST_CASE("refine.respects_evaluation_bound" * doctest::timeout(10)) {
   const auto s = stretto::make_schedule<stretto::policies::one_f_one_b_2bp>({4, 8, 1});
   const uniform_costs equal{1.0, 1.0, 1.0, 0.0, 1.0, 0.5};
-  stretto::sim::refine_options options;
+  stretto::plan::refine_options options;
   options.max_evaluations = 3;
-  const auto refined = stretto::sim::refine_weights(s, equal, 8.0, options);
+  const auto refined = stretto::plan::refine_weights(s, equal, 8.0, options);
   CHECK(refined.evaluations <= 3);
   CHECK(refined.span <= 30.0);
 }

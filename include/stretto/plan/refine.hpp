@@ -15,11 +15,15 @@ list, within a memory limit, whenever that shortens the step (Zero Bubble, Qi et
 
 #include "../core/op.hpp"
 #include "../core/schedule.hpp"
-#include "cost_model.hpp"
-#include "simulator.hpp"
-#include "timeline.hpp"
+#include "../sim/cost_model.hpp"
+#include "../sim/simulator.hpp"
+#include "../sim/timeline.hpp"
 
-namespace stretto::sim {
+namespace stretto::plan {
+
+using sim::cost_model;
+using sim::timeline;
+using sim::op_timing;
 
 /** @brief Options of `refine_weights`. */
 struct refine_options {
@@ -100,7 +104,7 @@ refine_result refine_weights(const schedule& s, const Costs& costs, double memor
   for (std::int32_t r = 0; r < p; ++r) lists.lists[static_cast<std::size_t>(r)].assign(s.ops(r).begin(), s.ops(r).end());
 
   timeline current;
-  detail::run_timeline(lists, shape, costs, current);
+  sim::detail::run_timeline(lists, shape, costs, current);
   detail::refine_score best = detail::score_of(current);
   const double span_eps = 1e-9 * (best.span > 0.0 ? best.span : 1.0);
   const double memory_eps = 1e-9 * (memory_limit > 0.0 && memory_limit < std::numeric_limits<double>::infinity()
@@ -166,7 +170,7 @@ refine_result refine_weights(const schedule& s, const Costs& costs, double memor
           if (target > q && peak_of(edited) > memory_limit + memory_eps) continue;
           std::swap(list, edited);
           ++out.evaluations;
-          const bool finished = detail::run_timeline(lists, shape, costs, trial);
+          const bool finished = sim::detail::run_timeline(lists, shape, costs, trial);
           const detail::refine_score score = finished ? detail::score_of(trial) : detail::refine_score{};
           const bool better = finished && score.span <= best.span &&
                               (score.span < best.span - span_eps || score.total < best.total - span_eps);
@@ -193,4 +197,4 @@ refine_result refine_weights(const schedule& s, const Costs& costs, double memor
   return out;
 }
 
-}  // namespace stretto::sim
+}  // namespace stretto::plan

@@ -18,10 +18,14 @@ under a memory limit (Qi et al., "Zero Bubble Pipeline Parallelism", §6; the of
 #include "../core/schedule.hpp"
 #include "../detail/text.hpp"
 #include "../policies/list_scheduling.hpp"
-#include "cost_model.hpp"
-#include "simulator.hpp"
+#include "../sim/cost_model.hpp"
+#include "../sim/simulator.hpp"
 
-namespace stretto::sim {
+namespace stretto::plan {
+
+using sim::cost_model;
+using sim::simulate;
+using sim::simulation;
 
 /**
 @brief Plans a V-shaped zero-bubble schedule for `shape` under `costs` with at most
@@ -136,4 +140,4 @@ schedule auto_schedule_v(const pipeline_shape& shape, const Costs& costs, double
   return best;
 }
 
-}  // namespace stretto::sim
+}  // namespace stretto::plan

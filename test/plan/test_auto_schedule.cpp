@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include <stretto/sim/auto_schedule.hpp>
+#include <stretto/plan/auto_schedule.hpp>
 #include <stretto/stretto.hpp>
 
 #include "common/invariants.hpp"
@@ -53,17 +53,17 @@ TEST_CASE("auto_schedule.table5_zb_1p_zb_2p_integer_microseconds" * doctest::tim
     for (const double factor : {1.0, 2.0}) {
       CAPTURE(factor);
       const double published = factor == 1.0 ? row.zb_1p : row.zb_2p;
-      const double limit = stretto::sim::zb_memory_limit(shape, us, factor);
+      const double limit = stretto::plan::zb_memory_limit(shape, us, factor);
       CHECK(limit == 8.0 * factor);
-      stretto::sim::auto_schedule_options heuristic_only;
+      stretto::plan::auto_schedule_options heuristic_only;
       heuristic_only.refine = false;
-      const auto heuristic = stretto::sim::auto_schedule_detailed(shape, us, limit, heuristic_only);
+      const auto heuristic = stretto::plan::auto_schedule_detailed(shape, us, limit, heuristic_only);
       const auto h_run = stretto::sim::simulate(heuristic.plan, us);
       CHECK(h_run.metrics.span == heuristic.heuristic_span);
       CHECK(std::round(paper_bubble(h_run.metrics.span, row.m, us) * 1e4) / 1e4 == doctest::Approx(published));
       CHECK(max_of(h_run.peak_memory) <= limit);
 
-      const auto plan = stretto::sim::auto_schedule(shape, us, limit);
+      const auto plan = stretto::plan::auto_schedule(shape, us, limit);
       stretto::testing::check_schedule_invariants(plan);
       const auto run = stretto::sim::simulate(plan, us);
       CHECK(paper_bubble(run.metrics.span, row.m, us) <= published + 0.002);
@@ -84,8 +84,8 @@ TEST_CASE("auto_schedule.decimal_milliseconds_match_integer_microseconds" * doct
     const uniform_costs us{std::round(row.t_f * 1000), std::round(row.t_b * 1000), std::round(row.t_w * 1000),
                            std::round(row.t_comm * 1000), 1.0, 0.5};
     for (const double factor : {1.0, 2.0}) {
-      const auto a = stretto::sim::auto_schedule(shape, ms, stretto::sim::zb_memory_limit(shape, ms, factor));
-      const auto b = stretto::sim::auto_schedule(shape, us, stretto::sim::zb_memory_limit(shape, us, factor));
+      const auto a = stretto::plan::auto_schedule(shape, ms, stretto::plan::zb_memory_limit(shape, ms, factor));
+      const auto b = stretto::plan::auto_schedule(shape, us, stretto::plan::zb_memory_limit(shape, us, factor));
       CHECK(a == b);
       const double bubble = stretto::sim::simulate(a, ms).metrics.bubble_rate;
       CHECK(bubble <= (factor == 1.0 ? row.zb_1p : row.zb_2p) + 0.002);
@@ -99,11 +99,11 @@ TEST_CASE("auto_schedule.equal_times_p4_m8" * doctest::timeout(10)) {
   // well under the same limits, and never below the work bound 24.
   const pipeline_shape shape{4, 8, 1};
   const uniform_costs equal{1.0, 1.0, 1.0, 0.0, 1.0, 0.5};
-  const auto zb_1p = stretto::sim::simulate(stretto::sim::auto_schedule(shape, equal, 4.0), equal);
+  const auto zb_1p = stretto::sim::simulate(stretto::plan::auto_schedule(shape, equal, 4.0), equal);
   CHECK(zb_1p.metrics.span <= 27.0);
   CHECK(zb_1p.metrics.span >= 24.0);
   CHECK(max_of(zb_1p.peak_memory) <= 4.0);
-  const auto zb_2p = stretto::sim::simulate(stretto::sim::auto_schedule(shape, equal, 8.0), equal);
+  const auto zb_2p = stretto::sim::simulate(stretto::plan::auto_schedule(shape, equal, 8.0), equal);
   CHECK(zb_2p.metrics.span == 24.0);
   CHECK(zb_2p.metrics.bubble_rate == 0.0);
   CHECK(max_of(zb_2p.peak_memory) <= 8.0);
@@ -122,7 +122,7 @@ TEST_CASE("auto_schedule.edge_shapes_and_limits" * doctest::timeout(60)) {
         CAPTURE(p);
         CAPTURE(m);
         CAPTURE(limit);
-        const auto plan = stretto::sim::auto_schedule(shape, table9, limit);
+        const auto plan = stretto::plan::auto_schedule(shape, table9, limit);
         stretto::testing::check_schedule_invariants(plan);
         REQUIRE(stretto::validate(plan).ok());
         const auto run = stretto::sim::simulate(plan, table9);
@@ -148,9 +148,9 @@ TEST_CASE("auto_schedule.per_stage_costs" * doctest::timeout(60)) {
       costs.backward_weight.push_back(0.5 * time(random));
     }
     costs.latency = 0.05 * time(random);
-    const double limit = stretto::sim::zb_memory_limit(shape, costs, 1.0 + 0.5 * (trial % 3));
+    const double limit = stretto::plan::zb_memory_limit(shape, costs, 1.0 + 0.5 * (trial % 3));
     CAPTURE(trial);
-    const auto result = stretto::sim::auto_schedule_detailed(shape, costs, limit);
+    const auto result = stretto::plan::auto_schedule_detailed(shape, costs, limit);
     REQUIRE(stretto::validate(result.plan).ok());
     const auto run = stretto::sim::simulate(result.plan, costs);
     CHECK(run.metrics.span == doctest::Approx(result.span).epsilon(1e-12));
@@ -163,15 +163,15 @@ TEST_CASE("auto_schedule.one_combination_of_switches" * doctest::timeout(10)) {
   // Each of the 8 combinations alone gives a valid schedule; the search keeps the shortest.
   const pipeline_shape shape{8, 24, 1};
   const uniform_costs table9{18.522, 18.086, 9.337, 0.601, 1.0, 0.5};
-  const auto best = stretto::sim::auto_schedule_detailed(shape, table9, 16.0, {.refine = false});
+  const auto best = stretto::plan::auto_schedule_detailed(shape, table9, 16.0, {.refine = false});
   for (std::int32_t k = 0; k < 8; ++k) {
-    const stretto::sim::heuristic_switches knobs{(k & 4) != 0, (k & 2) != 0, (k & 1) != 0};
-    const auto one = stretto::sim::zero_bubble_heuristic(shape, table9, 16.0, knobs);
+    const stretto::plan::heuristic_switches knobs{(k & 4) != 0, (k & 2) != 0, (k & 1) != 0};
+    const auto one = stretto::plan::zero_bubble_heuristic(shape, table9, 16.0, knobs);
     REQUIRE(one.has_value());
     REQUIRE(stretto::validate(*one).ok());
     CHECK(stretto::sim::simulate(*one, table9).metrics.span >= best.heuristic_span - 1e-9);
   }
-  const auto chosen = stretto::sim::zero_bubble_heuristic(shape, table9, 16.0, best.switches);
+  const auto chosen = stretto::plan::zero_bubble_heuristic(shape, table9, 16.0, best.switches);
   CHECK(*chosen == best.plan);
 }
 
@@ -185,15 +185,15 @@ TEST_CASE("auto_schedule.rejections_name_the_rule" * doctest::timeout(5)) {
     }
     return std::string("no exception");
   };
-  CHECK(message([&] { stretto::sim::auto_schedule({4, 8, 2}, equal, 8.0); }) ==
+  CHECK(message([&] { stretto::plan::auto_schedule({4, 8, 2}, equal, 8.0); }) ==
         "auto: the Zero Bubble heuristic places one stage per rank, so chunks must be 1 (got 2); use zb-v or "
         "interleaved-1f1b for several chunks per rank");
-  CHECK_THROWS_AS(stretto::sim::auto_schedule({4, 8, 2}, equal, 8.0), stretto::shape_error);
-  CHECK_THROWS_AS(stretto::sim::auto_schedule({4, 0, 1}, equal, 8.0), stretto::shape_error);
-  CHECK_THROWS_AS(stretto::sim::auto_schedule({4, 8, 1}, equal, 0.5), stretto::argument_error);
-  CHECK(message([&] { stretto::sim::auto_schedule({4, 8, 1}, equal, 0.5); }).find("below one microbatch's activations") !=
+  CHECK_THROWS_AS(stretto::plan::auto_schedule({4, 8, 2}, equal, 8.0), stretto::shape_error);
+  CHECK_THROWS_AS(stretto::plan::auto_schedule({4, 0, 1}, equal, 8.0), stretto::shape_error);
+  CHECK_THROWS_AS(stretto::plan::auto_schedule({4, 8, 1}, equal, 0.5), stretto::argument_error);
+  CHECK(message([&] { stretto::plan::auto_schedule({4, 8, 1}, equal, 0.5); }).find("below one microbatch's activations") !=
         std::string::npos);
-  CHECK_THROWS_AS(stretto::sim::auto_schedule({4, 8, 1}, equal, std::nan("")), stretto::argument_error);
+  CHECK_THROWS_AS(stretto::plan::auto_schedule({4, 8, 1}, equal, std::nan("")), stretto::argument_error);
 }
 
 TEST_CASE("auto_schedule.bubble_against_memory_limit_1_5b" * doctest::timeout(30)) {
@@ -212,7 +212,7 @@ TEST_CASE("auto_schedule.bubble_against_memory_limit_1_5b" * doctest::timeout(30
   auto rounded = [](double x) { return std::round(x * 1e4) / 1e4; };
   for (const point& x : table) {
     CAPTURE(x.limit);
-    const auto result = stretto::sim::auto_schedule_detailed(shape, us, x.limit);
+    const auto result = stretto::plan::auto_schedule_detailed(shape, us, x.limit);
     CHECK(rounded(paper_bubble(result.heuristic_span, 24, us)) == doctest::Approx(x.heuristic));
     CHECK(rounded(paper_bubble(result.span, 24, us)) == doctest::Approx(x.refined));
     CHECK(max_of(stretto::sim::simulate(result.plan, us).peak_memory) == x.peak);
