@@ -3,6 +3,7 @@
 #   cmake -DEXPECT_EXIT=<status>
 #         [-DEXPECT_STDOUT=<regex>] [-DEXPECT_STDERR=<regex>]
 #         [-DEXPECT_ONE_ERROR_LINE=ON]    stderr is exactly one line and stdout is empty
+#         [-DSTDOUT_FILE=<path>]          stdout goes to this file (e.g. /dev/full) instead
 #         -P check_output.cmake -- <command> [<args>...]
 #
 # Regexes are CMake regexes matched anywhere in the text (use ^ and $ to anchor). Neither a regex
@@ -28,7 +29,12 @@ if(NOT _command)
   message(FATAL_ERROR "check_output.cmake: give the command after '--'")
 endif()
 
-execute_process(COMMAND ${_command} RESULT_VARIABLE _status OUTPUT_VARIABLE _stdout ERROR_VARIABLE _stderr)
+if(DEFINED STDOUT_FILE)
+  execute_process(COMMAND ${_command} RESULT_VARIABLE _status OUTPUT_FILE "${STDOUT_FILE}" ERROR_VARIABLE _stderr)
+  set(_stdout "")
+else()
+  execute_process(COMMAND ${_command} RESULT_VARIABLE _status OUTPUT_VARIABLE _stdout ERROR_VARIABLE _stderr)
+endif()
 string(JOIN " " _shown ${_command})
 set(_report "command: ${_shown}\nexit status: ${_status}\nstdout:\n${_stdout}\nstderr:\n${_stderr}")
 

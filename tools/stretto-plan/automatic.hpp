@@ -73,22 +73,6 @@ extern template automatic_plan make_automatic(const automatic_schedule&, const s
 extern template automatic_plan make_automatic(const automatic_schedule&, const stretto::pipeline_shape&,
                                               const stretto::sim::stage_costs&, std::optional<double>);
 
-/**
-@brief Reads per-stage costs from the JSON file `path` for a pipeline of `shape`.
 
-The file is one object whose keys are `stage_costs`' fields: `forward`, `backward_input`,
-`backward_weight` (required), `latency`, `bandwidth`, `activation_bytes`, `gradient_bytes`,
-`activation_memory`, `weight_gradient_memory`, `optimizer_time`, `synchronised_optimizer`,
-`sync_latency`, `overlapped_fb` (optional; `t_overlapped_fb`, the time of one overlapped F&B pair
-of DualPipe, per chunk like the other times; absent: F + B). A per-stage field is an array of
-p·v numbers (one per stage of the model, i.e. per chunk when v > 1, no division by v) or one
-number for every stage; `optimizer_time` has one entry per rank.
-@code{.json}
-{"forward": [18.5, 18.5, 19.0, 18.5], "backward_input": 18.1, "backward_weight": 9.3, "latency": 0.6}
-@endcode
-@throws stretto::argument_error naming the file and the key for an unreadable file, bad JSON, an
-unknown key, a wrong length or a bad number.
-*/
-stretto::sim::stage_costs read_costs_file(const std::string& path, const stretto::pipeline_shape& shape);
 
 }  // namespace stretto_plan

@@ -13,11 +13,15 @@ stretto-plan compare --ranks 8 --microbatches 24 --t-forward 18.522 --t-backward
 
 **Errors.** Every bad argument, whether CLI11 or Stretto finds it, ends the program with exactly
 one line on stderr, `stretto-plan: error: <rule broken and what is valid>`, and exit status 2.
-An internal failure (an invalid generated schedule, memory exhausted) prints one such line and
-exits with status 1. `--help` prints the usage on stdout and exits with status 0.
+An I/O failure (a cost file that cannot be read, a report that cannot be written) or an internal
+failure (an invalid generated schedule, memory exhausted) prints one such line and exits with
+status 1. `--help` prints the usage on stdout and exits with status 0.
 */
 
+#include <cerrno>
 #include <charconv>
+#include <cmath>
+#include <cstring>
 #include <cstdint>
 #include <exception>
 #include <iostream>
@@ -36,6 +40,7 @@ exits with status 1. `--help` prints the usage on stdout and exits with status 0
 
 #include "automatic.hpp"
 #include "compare.hpp"
+#include "costs_file.hpp"
 #include "plan.hpp"
 
 namespace {
@@ -51,6 +56,29 @@ int fail(std::string_view message, int status) {
   while (!line.empty() && line.back() == ' ') line.pop_back();
   std::cerr << "stretto-plan: error: " << line << '\n';
   return status;
+}
+
+/**
+@brief Flushes stdout; a failed write (a full disk, a closed pipe) becomes an io_error with the
+system's reason, so that it is reported on one line and exits with status 1.
+*/
+int flush_report() {
+  errno = 0;
+  if (std::cout.flush()) return 0;
+  const int cause = errno;
+  throw stretto_plan::io_error(std::string("cannot write the report to standard output") +
+                               (cause != 0 ? std::string(" (") + std::strerror(cause) + ")" : std::string()));
+}
+
+/**
+@brief Refuses a result that is not a finite number: times so large that the span overflows.
+@throws stretto::argument_error naming `what` and the rule.
+*/
+void check_finite(std::string_view what, double value) {
+  if (!std::isfinite(value))
+    throw stretto::argument_error(std::string(what) +
+                                  " is not a finite number: the times are too large for double precision; give them in a "
+                                  "larger unit (e.g. ms instead of ns) so that the step's total time stays below 1e308");
 }
 
 /**
@@ -217,11 +245,13 @@ int run_simulate(const simulate_arguments& args) {
   const stretto_plan::simulate_request request = to_request(args);
   const stretto_plan::output_format format = stretto_plan::check_request(request);
   const stretto_plan::simulate_result result = stretto_plan::run_simulation(request);
+  check_finite("the simulated span", result.run.metrics.span);
+  check_finite("the bubble rate", result.run.metrics.bubble_rate);
   if (format == stretto_plan::output_format::json)
     stretto_plan::write_json(std::cout, request, result);
   else
     stretto_plan::write_table(std::cout, request, result);
-  return std::cout.flush() ? 0 : exit_internal_error;
+  return flush_report();
 }
 
 /** @brief Runs `stretto-plan compare`; returns the exit status. */
@@ -237,11 +267,15 @@ int run_compare(const simulate_arguments& args, bool chunks_given) {
   compare.stage_costs = request.stage_costs;
   compare.memory_limit = request.memory_limit;
   const stretto_plan::compare_result result = stretto_plan::run_compare(compare);
+  for (const auto& row : result.rows) {
+    check_finite("the simulated span of " + row.schedule, row.span);
+    check_finite("the bubble rate of " + row.schedule, row.bubble_rate);
+  }
   if (format == stretto_plan::output_format::json)
     stretto_plan::write_compare_json(std::cout, compare, result);
   else
     stretto_plan::write_compare_table(std::cout, compare, result);
-  return std::cout.flush() ? 0 : exit_internal_error;
+  return flush_report();
 }
 
 }  // namespace
@@ -250,7 +284,7 @@ int main(int argc, char** argv) {
   CLI::App app{"Stretto's planner: generates, validates and simulates a pipeline-parallel schedule.",
                "stretto-plan"};
   app.require_subcommand(1);
-  app.footer("Exit status: 0 on success, 2 for a bad argument, 1 for an internal error.");
+  app.footer("Exit status: 0 on success, 2 for a bad argument, 1 for an I/O or internal error.");
 
   CLI::App* list = app.add_subcommand("list", "List the schedule policies: name, placement, summary");
   CLI::App* simulate = app.add_subcommand(
@@ -293,7 +327,7 @@ int main(int argc, char** argv) {
   try {
     if (list->parsed()) {
       stretto_plan::write_policy_list(std::cout);
-      return std::cout.flush() ? 0 : exit_internal_error;
+      return flush_report();
     }
     if (compare->parsed()) return run_compare(compare_args, compare->count("--chunks") > 0);
     return run_simulate(args);
@@ -303,6 +337,8 @@ int main(int argc, char** argv) {
     return fail(e.what(), exit_bad_argument);
   } catch (const stretto::shape_error& e) {
     return fail(e.what(), exit_bad_argument);
+  } catch (const stretto_plan::io_error& e) {
+    return fail(e.what(), exit_internal_error);
   } catch (const std::bad_alloc&) {
     return fail("internal: out of memory; try fewer ranks, chunks or microbatches", exit_internal_error);
   } catch (const std::exception& e) {
