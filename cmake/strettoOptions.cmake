@@ -5,6 +5,8 @@ option(STRETTO_BUILD_TOOLS "Build the stretto-plan command-line planner" ${PROJE
 option(STRETTO_BUILD_EXAMPLES "Build the examples (the Fashion-MNIST demo needs MPI and Kokkos)" ${PROJECT_IS_TOP_LEVEL})
 option(STRETTO_BUILD_BENCHMARKS "Build the Google Benchmark microbenchmarks" OFF)
 option(STRETTO_INSTALL "Generate install rules and the CMake package" ${PROJECT_IS_TOP_LEVEL})
+set(STRETTO_SANITIZE "" CACHE STRING "Sanitizers for the tests, tools and examples, e.g. address,undefined (empty: none)")
+option(STRETTO_BUILD_FUZZERS "Build the libFuzzer harnesses of the file readers (clang only)" OFF)
 option(STRETTO_WERROR "Treat warnings in Stretto's own code as errors" ${PROJECT_IS_TOP_LEVEL})
 set(STRETTO_ENABLE_MPI "AUTO" CACHE STRING "Build the MPI backend: ON, OFF or AUTO (when MPI is found)")
 set(STRETTO_ENABLE_KOKKOS "AUTO" CACHE STRING "Build the Kokkos backend: ON, OFF or AUTO (when Kokkos is found)")

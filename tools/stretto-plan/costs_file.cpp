@@ -21,11 +21,19 @@ stretto::sim::stage_costs parse_costs(std::string_view text, const stretto::pipe
                                       const std::string& where) {
   // Repeated keys: nlohmann keeps the last silently, so the parser callback checks each object's
   // keys as they arrive (one set per open object).
+  // Nesting: a cost file is an object of numbers and arrays of numbers (depth 2); deeper values
+  // are discarded while parsing and refused after it, so that no input builds a deep tree.
+  constexpr int max_depth = 2;
   std::vector<std::set<std::string>> open_objects;
   std::string repeated;
-  const nlohmann::json::parser_callback_t on_event = [&](int, nlohmann::json::parse_event_t event,
+  bool too_deep = false;
+  const nlohmann::json::parser_callback_t on_event = [&](int depth, nlohmann::json::parse_event_t event,
                                                          nlohmann::json& parsed) {
     using event_t = nlohmann::json::parse_event_t;
+    if ((event == event_t::object_start || event == event_t::array_start) && depth >= max_depth) {
+      too_deep = true;
+      return false;
+    }
     if (event == event_t::object_start) open_objects.emplace_back();
     if (event == event_t::object_end && !open_objects.empty()) open_objects.pop_back();
     if (event == event_t::key && !open_objects.empty() && repeated.empty() &&
@@ -42,6 +50,9 @@ stretto::sim::stage_costs parse_costs(std::string_view text, const stretto::pipe
     if (const auto colon = reason.find("] "); colon != std::string::npos) reason = reason.substr(colon + 2);
     throw stretto::argument_error(where + "not one valid JSON object (" + reason + ")");
   }
+  if (too_deep)
+    throw stretto::argument_error(where + "values nest too deep; a value is a number, true/false, or an array of "
+                                          "numbers");
   if (!repeated.empty())
     throw stretto::argument_error(where + "the key '" + repeated + "' is given twice; give each key once");
   if (!doc.is_object())
