@@ -44,6 +44,25 @@ static_assert(equals_run_time_schedule<chimera_4_8, policies::chimera>());
 static_assert(chimera_4_8::replica_of(0) != chimera_4_8::replica_of(chimera_4_8::num_microbatches() - 1));
 static_assert(chimera_4_8::rank_of(0, 0) != chimera_4_8::rank_of(0, chimera_4_8::num_microbatches() - 1));
 static_assert(zb_v_4_6::num_ops() == 3 * 4 * 2 * 6 && zb_v_4_6::rank_of(7) == 0);
+// The peers' orders at build time: interleaved 1F1B with PyTorch's groups of 5 (p does not
+// divide m), interleaved zero bubble, BitPipe over two units with the boundary overlap; their
+// equal-time spans are the peers' worked values (34.5, 25.5, 27).
+using interleaved_4_10 = static_schedule<policies::interleaved_1f1b, pipeline_shape{4, 10, 2}>;
+using interleaved_zb_4_8 = static_schedule<policies::interleaved_zb, pipeline_shape{4, 8, 2}>;
+using interleaved_zb_3_2 = static_schedule<policies::interleaved_zb, pipeline_shape{3, 2, 3}>;
+using bitpipe_4_8 = static_schedule<policies::bitpipe, pipeline_shape{4, 8, 2}>;
+static_assert(equals_run_time_schedule<interleaved_4_10, policies::interleaved_1f1b>());
+static_assert(equals_run_time_schedule<interleaved_zb_4_8, policies::interleaved_zb>());
+static_assert(equals_run_time_schedule<interleaved_zb_3_2, policies::interleaved_zb>());
+static_assert(equals_run_time_schedule<bitpipe_4_8, policies::bitpipe>());
+static_assert(interleaved_zb_4_8::num_ops() == 3 * 4 * 2 * 8 && interleaved_4_10::num_ops() == 2 * 4 * 2 * 10);
+// Rank 0: (v-1)G + p-1 = 7 warm-up F's, then F B W triples.
+static_assert(interleaved_zb_4_8::ops(0)[7] == op{op_kind::forward, 4, 3});
+static_assert(interleaved_zb_4_8::ops(0)[8] == op{op_kind::backward_input, 4, 0});
+static_assert(interleaved_zb_4_8::ops(0)[9] == op{op_kind::backward_weight, 4, 0});
+static_assert(sim::simulate(interleaved_4_10::to_schedule(), sim::uniform_costs{}).metrics.span == 34.5);
+static_assert(sim::simulate(interleaved_zb_4_8::to_schedule(), sim::uniform_costs{}).metrics.span == 25.5);
+static_assert(sim::simulate(bitpipe_4_8::to_schedule(), sim::uniform_costs{}).metrics.span == 27.0);
 
 // The counting pass sizes the table exactly: 3·p·m ops with split backwards, 2·p·m with fused.
 static_assert(zb_4_8::num_ops() == 3 * 4 * 8);

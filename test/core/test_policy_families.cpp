@@ -27,7 +27,7 @@ namespace {
 constexpr uniform_costs equal{1.0, 1.0, 1.0, 0.0};
 
 std::vector<std::int32_t> chunk_counts(std::string_view name) {
-  if (name == "interleaved-1f1b" || name == "breadth-first") return {1, 2, 3, 4};
+  if (name == "interleaved-1f1b" || name == "breadth-first" || name == "interleaved-zb") return {1, 2, 3, 4};
   if (name == "zb-v" || name == "bitpipe") return {1, 2, 3};
   return {1, 2};
 }
@@ -120,14 +120,17 @@ TEST_CASE("policies.looped.reference_spans_and_memory" * doctest::timeout(10)) {
   CHECK(span_of("breadth-first", {4, 2, 2}) == 13.5);
   CHECK(peak_of("interleaved-1f1b", {4, 8, 2}) == std::vector<double>{5.5, 4.5, 3.5, 2.5});
   CHECK(peak_of("breadth-first", {4, 8, 2}) == std::vector<double>{8, 8, 8, 8});
-  // p = 4, v = 2, m = 2 is rejected (m % p != 0), naming the rule and valid alternatives.
-  const std::string why = stretto::policies::find_policy("interleaved-1f1b").check({4, 2, 2});
+  // Any m: p = 4, m = 2 runs one group of 2 (PyTorch's m < p), m = 6 one group of 6 (test_peer_orders.cpp).
+  CHECK(stretto::policies::find_policy("interleaved-1f1b").check({4, 2, 2}).empty());
+  CHECK(stretto::policies::find_policy("interleaved-1f1b").check({4, 6, 2}).empty());
+  // A fixed group size N keeps Megatron-LM's rule, naming it and the valid alternatives.
+  const std::string why = stretto::policies::interleaved_1f1b_group<4>::check({4, 2, 2});
   CHECK(why.find("p <= N <= m") != std::string::npos);
   CHECK(why.find("breadth-first") != std::string::npos);
-  const std::string why6 = stretto::policies::find_policy("interleaved-1f1b").check({6, 3, 2});
+  const std::string why6 = stretto::policies::interleaved_1f1b_group<6>::check({6, 3, 2});
   CHECK(why6.find("use m >= 6") != std::string::npos);
-  const std::string why_mod = stretto::policies::find_policy("interleaved-1f1b").check({4, 6, 2});
-  CHECK(why_mod.find("multiple of the group size N = 4") != std::string::npos);
+  const std::string why_mod = stretto::policies::interleaved_1f1b_group<4>::check({4, 6, 2});
+  CHECK(why_mod.find("m mod N = 2, must be 0 or at least p = 4") != std::string::npos);
   CHECK(why_mod.find("use m = 4 or 8") != std::string::npos);
 }
 

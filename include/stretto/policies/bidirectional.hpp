@@ -29,13 +29,22 @@ D/2 go down, the others up. Per rank r, with u = D/2 and n0 = u−r (r < u) or r
 order of a unit is A_own[0..n0), pairs (A_oth[t], A_own[t+n0]), pairs (A_oth[t+u−n0], C_oth[t]),
 pairs (C_own[t], C_oth[t+n0]), C_own[u−n0..u), where A/C are the first/second-half chunks and
 own/oth the rank's own/other direction; the backward order is the same pattern with
-A_own→C_own, A_oth→C_oth, C_oth→A_oth, C_own→A_own. A rank runs D + u + min(r, D−1−r) warm-up
-forwards, then alternates F and BW, then the remaining BW's. Units are concatenated
-(N > D, "direct concatenation").
+A_own→C_own, A_oth→C_oth, C_oth→A_oth, C_own→A_own. Concatenated over the m/D units these
+give the rank's forward list and backward list (2m chunks each).
+
+**Order** (the official code's, wuhouming/BitPipe `bitpipe_schedule.py`). Rank r runs
+W_r = D + u + min(r, D−1−r) warm-up forwards and U_r = 2D − W_r steady pairs (D/2 on the edge
+ranks, 1 in the middle). Per unit: U_r pairs (next forward, next backward); then, if another
+unit follows, W_r − U_r + 1 backwards alone, U_r − 1 pairs of the next unit's first forwards
+with this unit's last backwards, and the next unit's remaining W_r − U_r + 1 forwards, so the
+next unit's warm-up overlaps this unit's cool-down; after the last unit, its remaining
+backwards.
 
 **Invariants.** For D = 4, N = 4 the per-device orders are exactly those of schedules.md §8.3;
-at chunk F = 1, chunk BW = 2, T_comm = 0 the span is 28 (bubble 1/7). Rank r peaks at
-(D + u + min(r, D−1−r) + 1)·M_B/2.
+at chunk F = 1, chunk BW = 2, T_comm = 0 the span is 28 (bubble 1/7). In stage units
+(T_F = T_B = T_W = 1, T_comm = 0) the span is 14, 27, 40 for D = 4 and m = 4, 8, 12, and
+30, 57, 84 for D = 8 and m = 8, 16, 24: each unit after the first adds (D−2)/2 of bubble
+instead of D−2. Rank r peaks at (W_r + 1)·M_B/2 for every m.
 
 **Errors.** Needs p even (≥ 2), v = 2, and m a multiple of p.
 */
@@ -69,7 +78,9 @@ struct bitpipe {
       const std::int32_t down_a = r, down_c = 2 * d - 1 - r, up_a = d - 1 - r, up_c = d + r;
       const std::int32_t own_a = own_down ? down_a : up_a, own_c = own_down ? down_c : up_c;
       const std::int32_t oth_a = own_down ? up_a : down_a, oth_c = own_down ? up_c : down_c;
-      const std::int32_t warmup = d + u + (r < d - 1 - r ? r : d - 1 - r);
+      const std::int32_t warmup = d + u + (r < d - 1 - r ? r : d - 1 - r), steady = 2 * d - warmup;
+      // The rank's forward and backward chunk lists, unit after unit (2p entries per unit).
+      std::vector<op> forwards(static_cast<std::size_t>(2 * m)), backwards(static_cast<std::size_t>(2 * m));
       for (std::int32_t unit = 0; unit < m / d; ++unit) {
         const std::int32_t own_mb = unit * d + (own_down ? 0 : u), oth_mb = unit * d + (own_down ? u : 0);
         // The five-part pattern over (first list, second list, third, fourth) = (a_own, a_oth, c_oth, c_own).
@@ -85,16 +96,26 @@ struct bitpipe {
           for (std::int32_t t = 0; t < u - n0; ++t) at(c_own, own_mb, t), at(c_oth, oth_mb, t + n0);
           for (std::int32_t t = u - n0; t < u; ++t) at(c_own, own_mb, t);
         };
-        std::vector<op> forwards(static_cast<std::size_t>(2 * d)), backwards(static_cast<std::size_t>(2 * d));
-        pattern(op_kind::forward, own_a, oth_a, oth_c, own_c, forwards.data());
-        pattern(op_kind::backward, own_c, oth_c, oth_a, own_a, backwards.data());
-        std::size_t f = 0, b = 0;
-        for (; f < static_cast<std::size_t>(warmup); ++f) out.push_back(r, forwards[f]);
-        for (; f < forwards.size(); ++f, ++b) {
-          out.push_back(r, forwards[f]);
-          out.push_back(r, backwards[b]);
+        pattern(op_kind::forward, own_a, oth_a, oth_c, own_c, forwards.data() + 2 * d * unit);
+        pattern(op_kind::backward, own_c, oth_c, oth_a, own_a, backwards.data() + 2 * d * unit);
+      }
+      auto forward = [&](std::int32_t i) { out.push_back(r, forwards[static_cast<std::size_t>(i)]); };
+      auto backward = [&](std::int32_t i) { out.push_back(r, backwards[static_cast<std::size_t>(i)]); };
+      for (std::int32_t i = 0; i < warmup; ++i) forward(i);
+      const std::int32_t units = m / d;
+      for (std::int32_t unit = 0; unit < units; ++unit) {
+        const std::int32_t o = 2 * d * unit;
+        for (std::int32_t t = 0; t < steady; ++t) forward(o + warmup + t), backward(o + t);  // the unit's steady phase
+        if (unit == units - 1) {
+          for (std::int32_t i = o + steady; i < 2 * m; ++i) backward(i);  // the last unit's cool-down
+          break;
         }
-        for (; b < backwards.size(); ++b) out.push_back(r, backwards[b]);
+        // Boundary overlap: the unit's cool-down runs its first warmup - steady + 1 backwards
+        // alone, then pairs its last steady - 1 backwards with the next unit's first forwards,
+        // and the next unit's warm-up ends with the rest of its forwards.
+        for (std::int32_t i = o + steady; i <= o + warmup; ++i) backward(i);
+        for (std::int32_t t = 0; t < steady - 1; ++t) forward(o + 2 * d + t), backward(o + warmup + 1 + t);
+        for (std::int32_t i = o + 2 * d + steady - 1; i < o + 2 * d + warmup; ++i) forward(i);
       }
     }
     return out;

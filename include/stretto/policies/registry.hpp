@@ -42,7 +42,7 @@ constexpr policy_info info_of(std::string_view summary, std::int32_t default_chu
 inline constexpr std::array all_policies{
     info_of<gpipe>("GPipe: all forwards, then all backwards (Huang et al. 2019)"),
     info_of<one_f_one_b>("1F1B: one forward, one fused backward (PipeDream-Flush / DAPPLE)"),
-    info_of<interleaved_1f1b>("interleaved 1F1B: looped placement, groups of p microbatches (Narayanan et al. 2021)", 2),
+    info_of<interleaved_1f1b>("interleaved 1F1B: looped placement, groups of p microbatches, any m (Narayanan et al. 2021)", 2),
     info_of<breadth_first>("breadth-first: looped placement, all microbatches per chunk (Lamy-Poirier 2023)", 2),
     info_of<zb_h1>("ZB-H1: 1F1B with B/W split, W trailing B by the rank index (Qi et al. 2024)"),
     info_of<zb_h2>("ZB-H2: longer warm-up, W trailing B by twice the rank index; zero bubble (Qi et al. 2024)"),
@@ -53,6 +53,7 @@ inline constexpr std::array all_policies{
     info_of<bitpipe>("BitPipe: two V-shaped replicas fed from both ends (Wu et al. 2024)", 2, true),
     info_of<dualpipe>("DualPipe: two replicas fed from both ends, overlapped F&B pairs (DeepSeek-V3 2024)", 1, true),
     info_of<dualpipev>("DualPipeV: DualPipe cut in half, V-shaped, overlapped F&B pairs (DeepSeek-V3 / Sea AI Lab)", 2),
+    info_of<interleaved_zb>("interleaved ZB: interleaved 1F1B with B/W split, W trailing B by the rank index (PyTorch; Qi et al. 2024)", 2),
 };
 
 /** @brief Returns the valid policy names joined by ", ", for error messages and `--help`. */
