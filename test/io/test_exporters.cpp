@@ -63,8 +63,9 @@ TEST_CASE("SVG geometry: 1F1B at p = 2, m = 2 with the time area 360 px wide") {
   const auto run = stretto::sim::simulate(s, equal_costs);
   CHECK(run.metrics.span == 9.0);
   const std::string svg = io::to_svg(run.events, io::context_of(s), wide(360.0));
-  // 60 + 360 + 20 wide, 24 + 2·22 + 70 high; 40 px per time unit; rank 1's F0 starts at t = 1.
-  CHECK(svg.find("width=\"440\" height=\"138\"") != std::string::npos);
+  // As wide as the legend (587 px > 60 + 360 + 20), 24 + 2·22 + 70 high; 40 px per time unit;
+  // rank 1's F0 starts at t = 1.
+  CHECK(svg.find("width=\"587\" height=\"138\"") != std::string::npos);
   CHECK(svg.find("class=\"op F\" data-rank=\"1\" data-stage=\"1\" data-microbatch=\"0\" x=\"100\" y=\"47\" width=\"40\"") != std::string::npos);
   CHECK(svg.find("class=\"op BW\" data-rank=\"0\" data-stage=\"0\" data-microbatch=\"0\" x=\"220\" y=\"25\" width=\"80\"") != std::string::npos);
 }

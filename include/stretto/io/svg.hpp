@@ -20,6 +20,8 @@ split horizontally: F on top, the backward below. Every op is exactly one `<rect
 #include <sstream>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "../sim/timeline.hpp"
 #include "chrome_trace.hpp"
@@ -91,7 +93,7 @@ inline std::string xml_escape(std::string_view text) {
 
 /**
 @brief Writes `events` as a standalone SVG document (see the file comment for what it shows).
-The picture is `60 + width + 20` px wide and `(title ? 48 : 24) + p·row_height + 70` px high
+The picture is `60 + width + 20` px wide (or as wide as the legend) and `(title ? 48 : 24) + p·row_height + 70` px high
 (rows, axis, legend). `context` gives the shape, placement (chunks) and replicas.
 */
 inline void write_svg(std::ostream& out, const sim::timeline& events, const trace_context& context, const svg_options& options = {}) {
@@ -114,7 +116,20 @@ inline void write_svg(std::ostream& out, const sim::timeline& events, const trac
   const double top = options.title.empty() ? 24.0 : 48.0;
   const double row = options.row_height;
   const double rows_height = row * static_cast<double>(p);
-  const double total_width = left + width + right;
+  // The legend's entries, so that the picture is at least as wide as the legend.
+  const double char_width = options.font_size * 0.62;
+  std::vector<std::pair<std::string, std::string>> legend{
+      {detail::op_fill(op_kind::forward, 0), "F forward"},
+      {detail::op_fill(op_kind::backward_input, 0), "B input backward"},
+      {detail::op_fill(op_kind::backward_weight, 0), "W weight backward"},
+      {detail::op_fill(op_kind::backward, 0), "BW fused backward"}};
+  if (context.shape.num_chunks > 1) legend.emplace_back(detail::op_fill(op_kind::forward, 1), "lighter: second chunk");
+  bool replicas = false;
+  for (const std::int32_t replica : context.replicas) replicas = replicas || replica > 0;
+  if (replicas) legend.emplace_back("replica", "hatched: second replica");
+  double legend_width = 0.0;
+  for (const auto& entry : legend) legend_width += 26 + char_width * static_cast<double>(entry.second.size());
+  const double total_width = std::ceil(std::max(left + width + right, left + legend_width + right));
   const double total_height = top + rows_height + 70.0;
   const double scale = width / span;
   const auto x_of = [&](double t) { return left + (t - begin) * scale; };
@@ -156,7 +171,6 @@ inline void write_svg(std::ostream& out, const sim::timeline& events, const trac
       << (options.time_unit.empty() ? std::string("time") : "time (" + detail::xml_escape(options.time_unit) + ")") << "</text>\n</g>\n";
 
   // Ops.
-  const double char_width = options.font_size * 0.62;
   out << "<g class=\"ops\" stroke=\"#ffffff\" stroke-width=\"0.5\">\n";
   std::string texts;
   for (std::int32_t r = 0; r < p; ++r) {
@@ -187,9 +201,9 @@ inline void write_svg(std::ostream& out, const sim::timeline& events, const trac
         out << "<rect x=\"" << svg_number(x) << "\" y=\"" << svg_number(y) << "\" width=\"" << svg_number(w) << "\" height=\""
             << svg_number(h) << "\" fill=\"url(#replica)\" stroke=\"none\" pointer-events=\"none\"/>\n";
       const std::string label = std::to_string(o.microbatch);
-      if (w >= char_width * static_cast<double>(label.size()) + 3 && h >= options.font_size)
+      if (w >= char_width * static_cast<double>(label.size()) + 3 && h >= options.font_size * 0.8)
         texts += "<text x=\"" + svg_number(x + w / 2) + "\" y=\"" + svg_number(y + h / 2 + options.font_size * 0.35) +
-                 "\" text-anchor=\"middle\">" + label + "</text>\n";
+                 "\" text-anchor=\"middle\"" + (chunk > 0 ? " fill=\"#1a1a1a\"" : "") + ">" + label + "</text>\n";
     }
   }
   out << "</g>\n<g class=\"labels\" fill=\"#ffffff\" font-weight=\"bold\" pointer-events=\"none\">\n" << texts << "</g>\n";
@@ -198,19 +212,15 @@ inline void write_svg(std::ostream& out, const sim::timeline& events, const trac
   const double legend_y = axis_y + 40;
   double lx = left;
   out << "<g class=\"legend\">\n";
-  const auto entry = [&](const std::string& fill, std::string_view text) {
-    out << "<rect x=\"" << svg_number(lx) << "\" y=\"" << svg_number(legend_y - 10) << "\" width=\"14\" height=\"12\" fill=\"" << fill
-        << "\"/><text x=\"" << svg_number(lx + 18) << "\" y=\"" << svg_number(legend_y) << "\">" << text << "</text>\n";
+  for (const auto& [fill, text] : legend) {
+    const bool hatched = fill == "replica";
+    out << "<rect x=\"" << svg_number(lx) << "\" y=\"" << svg_number(legend_y - 10) << "\" width=\"14\" height=\"12\" fill=\""
+        << (hatched ? detail::op_fill(op_kind::forward, 0) : fill) << "\"/>";
+    if (hatched)
+      out << "<rect x=\"" << svg_number(lx) << "\" y=\"" << svg_number(legend_y - 10) << "\" width=\"14\" height=\"12\" fill=\"url(#replica)\"/>";
+    out << "<text x=\"" << svg_number(lx + 18) << "\" y=\"" << svg_number(legend_y) << "\">" << text << "</text>\n";
     lx += 26 + char_width * static_cast<double>(text.size());
-  };
-  entry(detail::op_fill(op_kind::forward, 0), "F forward");
-  entry(detail::op_fill(op_kind::backward_input, 0), "B input backward");
-  entry(detail::op_fill(op_kind::backward_weight, 0), "W weight backward");
-  entry(detail::op_fill(op_kind::backward, 0), "BW fused backward");
-  if (context.shape.num_chunks > 1) entry(detail::op_fill(op_kind::forward, 1), "lighter: second chunk");
-  bool replicas = false;
-  for (const std::int32_t replica : context.replicas) replicas = replicas || replica > 0;
-  if (replicas) entry("#555555", "hatched: second replica");
+  }
   out << "</g>\n</svg>\n";
 }
 
