@@ -103,8 +103,8 @@ struct json_value {
   bool boolean{false};
   double number{0.0};
   std::string text;
-  std::vector<json_value> items;                            // array
-  std::vector<std::pair<std::string, json_value>> members;  // object, in file order
+  std::vector<json_value> items;  // array elements, or an object's values (in file order)
+  std::vector<std::string> keys;  // an object's keys, one per entry of `items`
   std::size_t line{1};
   std::size_t column{1};
 };
@@ -167,10 +167,11 @@ class json_reader {
         skip_space();
         if (!take(":")) fail("expected ':' after the key \"" + key + "\"");
         skip_space();
-        for (const auto& member : v.members)
-          if (member.first == key) fail("the key \"" + key + "\" appears twice");
+        for (const std::string& seen : v.keys)
+          if (seen == key) fail("the key \"" + key + "\" appears twice");
         json_value member = read_value(depth + 1);
-        v.members.emplace_back(std::move(key), std::move(member));
+        v.keys.push_back(std::move(key));
+        v.items.push_back(std::move(member));
         skip_space();
         if (take("}")) return v;
         if (!take(",")) fail("expected ',' or '}' in an object");
@@ -320,7 +321,9 @@ inline schedule read_json(std::string_view text, std::string_view source = "", i
   const json_value* ops = nullptr;
   std::optional<std::int64_t> ranks, microbatches, chunks;
   const json_value* ranks_at = nullptr;
-  for (const auto& [key, v] : doc.members) {
+  for (std::size_t k = 0; k < doc.keys.size(); ++k) {
+    const std::string& key = doc.keys[k];
+    const json_value& v = doc.items[k];
     if (key == "ops") {
       ops = &v;
     } else if (key == "format") {

@@ -59,7 +59,7 @@ inline constexpr std::int64_t max_file_ranks = 100'000;
 /** @brief The largest stage or microbatch index a file may name (inclusive). */
 inline constexpr std::int64_t max_file_index = 1'000'000;
 /** @brief The largest number of (stage, microbatch) pairs p·v·m a file may describe. */
-inline constexpr std::int64_t max_file_pairs = 10'000'000;
+inline constexpr std::int64_t max_file_pairs = 1'000'000;
 
 /** @brief PyTorch's letter for `kind`: F, I (input backward), W (weight backward), B (fused backward). */
 constexpr char pytorch_letter(op_kind kind) noexcept {
