@@ -263,6 +263,17 @@ void add_simulate_options(CLI::App& command, simulate_arguments& args, bool with
       ->type_name("X");
 }
 
+/**
+@brief `export` and `show` draw with the papers' unit times (T_F = T_B = T_W = 1, T_comm = 0) for
+every time not given, unless the times come from `--costs`.
+*/
+void default_unit_times(simulate_arguments& args) {
+  if (!args.costs_file.empty()) return;
+  for (std::string* time : {&args.t_forward, &args.t_backward, &args.t_weight})
+    if (time->empty()) *time = "1";
+  if (args.t_comm.empty()) args.t_comm = "0";
+}
+
 /** @brief Runs `stretto-plan simulate`; returns the exit status. */
 int run_simulate(const simulate_arguments& args) {
   const stretto_plan::simulate_request request = to_request(args);
@@ -332,11 +343,15 @@ int main(int argc, char** argv) {
   CLI::App* export_command = app.add_subcommand(
       "export", "Write a schedule and its simulated step as SVG, Chrome trace JSON, PyTorch CSV or Stretto JSON");
   add_simulate_options(*export_command, export_args);
+  export_command->footer("Times not given default to T_F = T_B = T_W = 1, T_comm = 0 (unless --costs gives them).\n"
+                         "Exit status: 0 on success, 2 for a bad argument, 1 for an I/O or internal error.");
   stretto_plan::add_export_options(*export_command, export_outputs);
   simulate_arguments show_args;
   stretto_plan::show_arguments show_options;
   CLI::App* show = app.add_subcommand("show", "Draw the simulated step as a text grid, one line per rank");
   add_simulate_options(*show, show_args);
+  show->footer("Times not given default to T_F = T_B = T_W = 1, T_comm = 0 (unless --costs gives them).\n"
+               "Exit status: 0 on success, 2 for a bad argument, 1 for an internal error.");
   stretto_plan::add_show_options(*show, show_options);
 
   try {
@@ -370,12 +385,14 @@ int main(int argc, char** argv) {
     }
     if (compare->parsed()) return run_compare(compare_args, compare->count("--chunks") > 0);
     if (export_command->parsed()) {
+      default_unit_times(export_args);
       const stretto_plan::simulate_request request = to_request(export_args);
       stretto_plan::check_request(request);
       stretto_plan::run_export(request, export_outputs);
       return flush_report();
     }
     if (show->parsed()) {
+      default_unit_times(show_args);
       const stretto_plan::simulate_request request = to_request(show_args);
       stretto_plan::check_request(request);
       stretto_plan::run_show(request, show_options);
