@@ -16,6 +16,7 @@ PACKAGES=(
   libopenblas0-pthread
   slurm-wlm slurmctld slurmd slurm-client munge libpmix-dev
   clang libclang-rt-14-dev
+  chromium
 )
 
 missing=()

@@ -41,6 +41,7 @@ status 1. `--help` prints the usage on stdout and exits with status 0.
 #include "automatic.hpp"
 #include "compare.hpp"
 #include "costs_file.hpp"
+#include "exchange.hpp"
 #include "plan.hpp"
 
 namespace {
@@ -131,16 +132,34 @@ struct simulate_arguments {
   std::string format{"table"};
   std::string costs_file;    // --costs FILE: per-stage costs instead of --t-*
   std::string memory_limit;  // --memory-limit X, for --schedule auto / auto-v and their rows in compare
+  stretto_plan::schedule_file_arguments schedule_file;  // --schedule-file FILE [--placement P] instead of --schedule
 };
 
 /** @brief Converts the typed options. @throws stretto::argument_error for a malformed number. */
 stretto_plan::simulate_request to_request(const simulate_arguments& args) {
   stretto_plan::simulate_request request;
   request.schedule_name = args.schedule;
-  request.shape.num_ranks = parse_count("--ranks", args.ranks);
-  request.shape.num_microbatches = parse_count("--microbatches", args.microbatches);
-  request.shape.num_chunks = 1;
-  if (!args.chunks.empty()) {
+  if (!args.schedule_file.path.empty()) {
+    if (!args.schedule.empty())
+      throw stretto::argument_error("--schedule and --schedule-file exclude each other; give one of them");
+    if (!args.ranks.empty() || !args.microbatches.empty() || !args.chunks.empty())
+      throw stretto::argument_error("--ranks, --microbatches and --chunks come from the --schedule-file; leave them out");
+    request.schedule_file = args.schedule_file.path;
+    request.imported = stretto_plan::read_schedule_file(args.schedule_file.path, args.schedule_file.placement);
+    request.shape = request.imported->shape();
+  } else {
+    if (!args.schedule_file.placement.empty())
+      throw stretto::argument_error("--placement applies to --schedule-file only (a named schedule has its own)");
+    if (args.schedule.empty())
+      throw stretto::argument_error("--schedule NAME is required (or read a schedule with --schedule-file FILE)");
+    for (const auto& [option, text] : {std::pair{"--ranks", &args.ranks}, std::pair{"--microbatches", &args.microbatches}})
+      if (text->empty()) throw stretto::argument_error(std::string(option) + " is required with --schedule");
+    request.shape.num_ranks = parse_count("--ranks", args.ranks);
+    request.shape.num_microbatches = parse_count("--microbatches", args.microbatches);
+  }
+  if (!request.imported) request.shape.num_chunks = 1;
+  if (request.imported) {
+  } else if (!args.chunks.empty()) {
     request.shape.num_chunks = parse_count("--chunks", args.chunks);
   } else {
     // An unknown name keeps 1 here; `check_request` reports it.
@@ -188,15 +207,19 @@ stretto_plan::simulate_request to_request(const simulate_arguments& args) {
 to `args`.
 */
 void add_simulate_options(CLI::App& command, simulate_arguments& args, bool with_schedule = true) {
-  if (with_schedule)
+  if (with_schedule) {
     command.add_option("--schedule", args.schedule,
                        "Schedule: one of " + stretto_plan::schedule_names() + " (see 'stretto-plan list')")
-        ->required()
         ->type_name("NAME");
-  command.add_option("--ranks", args.ranks, "Pipeline ranks p (>= 1)")->required()->type_name("P");
-  command.add_option("--microbatches", args.microbatches, "Microbatches m per optimizer step (>= 1)")
-      ->required()
-      ->type_name("M");
+    stretto_plan::add_schedule_file_options(command, args.schedule_file);
+  }
+  CLI::Option* ranks = command.add_option("--ranks", args.ranks, "Pipeline ranks p (>= 1)")->type_name("P");
+  CLI::Option* microbatches =
+      command.add_option("--microbatches", args.microbatches, "Microbatches m per optimizer step (>= 1)")->type_name("M");
+  if (!with_schedule) {
+    ranks->required();
+    microbatches->required();
+  }
   command.add_option("--chunks", args.chunks, "Chunks v (virtual stages) per rank (>= 1); default: 2 for looped and V-shaped schedules, else 1")
       ->capture_default_str()
       ->type_name("V");
@@ -238,6 +261,17 @@ void add_simulate_options(CLI::App& command, simulate_arguments& args, bool with
                   "Activation memory per rank for the auto and auto-v schedules, in the unit of --activation-memory "
                   "(M_B); e.g. p*M_B is 1F1B's peak (zb-1p's limit), 2p*M_B zb-2p's")
       ->type_name("X");
+}
+
+/**
+@brief `export` and `show` draw with the papers' unit times (T_F = T_B = T_W = 1, T_comm = 0) for
+every time not given, unless the times come from `--costs`.
+*/
+void default_unit_times(simulate_arguments& args) {
+  if (!args.costs_file.empty()) return;
+  for (std::string* time : {&args.t_forward, &args.t_backward, &args.t_weight})
+    if (time->empty()) *time = "1";
+  if (args.t_comm.empty()) args.t_comm = "0";
 }
 
 /** @brief Runs `stretto-plan simulate`; returns the exit status. */
@@ -304,12 +338,27 @@ int main(int argc, char** argv) {
       "Exit status: 0 on success, 2 for a bad argument, 1 for an internal error.");
   simulate_arguments compare_args;
   add_simulate_options(*compare, compare_args, false);
+  simulate_arguments export_args;
+  stretto_plan::export_arguments export_outputs;
+  CLI::App* export_command = app.add_subcommand(
+      "export", "Write a schedule and its simulated step as SVG, Chrome trace JSON, PyTorch CSV or Stretto JSON");
+  add_simulate_options(*export_command, export_args);
+  export_command->footer("Times not given default to T_F = T_B = T_W = 1, T_comm = 0 (unless --costs gives them).\n"
+                         "Exit status: 0 on success, 2 for a bad argument, 1 for an I/O or internal error.");
+  stretto_plan::add_export_options(*export_command, export_outputs);
+  simulate_arguments show_args;
+  stretto_plan::show_arguments show_options;
+  CLI::App* show = app.add_subcommand("show", "Draw the simulated step as a text grid, one line per rank");
+  add_simulate_options(*show, show_args);
+  show->footer("Times not given default to T_F = T_B = T_W = 1, T_comm = 0 (unless --costs gives them).\n"
+               "Exit status: 0 on success, 2 for a bad argument, 1 for an internal error.");
+  stretto_plan::add_show_options(*show, show_options);
 
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     if (e.get_exit_code() == static_cast<int>(CLI::ExitCodes::Success)) return app.exit(e);  // --help
-    if (!list->parsed() && !simulate->parsed() && !compare->parsed()) {
+    if (!list->parsed() && !simulate->parsed() && !compare->parsed() && !export_command->parsed() && !show->parsed()) {
       std::string commands;
       for (const CLI::App* command : std::as_const(app).get_subcommands([](const CLI::App*) { return true; }))
         commands += (commands.empty() ? "" : ", ") + command->get_name();
@@ -320,7 +369,12 @@ int main(int argc, char** argv) {
                   exit_bad_argument);
     }
     return fail(std::string(e.what()) + "; run 'stretto-plan " +
-                    (simulate->parsed() ? "simulate " : (compare->parsed() ? "compare " : "")) + "--help' for usage",
+                    (simulate->parsed() ? "simulate "
+                     : compare->parsed() ? "compare "
+                     : export_command->parsed() ? "export "
+                     : show->parsed() ? "show "
+                                      : "") +
+                    "--help' for usage",
                 exit_bad_argument);
   }
 
@@ -330,6 +384,20 @@ int main(int argc, char** argv) {
       return flush_report();
     }
     if (compare->parsed()) return run_compare(compare_args, compare->count("--chunks") > 0);
+    if (export_command->parsed()) {
+      default_unit_times(export_args);
+      const stretto_plan::simulate_request request = to_request(export_args);
+      stretto_plan::check_request(request);
+      stretto_plan::run_export(request, export_outputs);
+      return flush_report();
+    }
+    if (show->parsed()) {
+      default_unit_times(show_args);
+      const stretto_plan::simulate_request request = to_request(show_args);
+      stretto_plan::check_request(request);
+      stretto_plan::run_show(request, show_options);
+      return flush_report();
+    }
     return run_simulate(args);
   } catch (const stretto::validation_error& e) {
     return fail(std::string("internal: the generated schedule is invalid: ") + e.what(), exit_internal_error);

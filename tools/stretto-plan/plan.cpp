@@ -14,6 +14,7 @@
 #include <stretto/core/schedule.hpp>
 
 #include "automatic.hpp"
+#include "exchange.hpp"
 
 namespace stretto_plan {
 
@@ -34,7 +35,8 @@ void require_non_negative(std::string_view option, double value) {
 }  // namespace
 
 output_format check_request(const simulate_request& request, bool check_shape_rules) {
-  const stretto::policies::policy_info& policy = find_schedule(request.schedule_name);
+  const stretto::policies::policy_info& policy =
+      request.imported ? imported_policy(request.schedule_file, *request.imported) : find_schedule(request.schedule_name);
 
   const stretto::pipeline_shape& shape = request.shape;
   require_at_least_one("--ranks", shape.num_ranks);
@@ -74,7 +76,7 @@ output_format check_request(const simulate_request& request, bool check_shape_ru
   if (request.memory_limit && !(*request.memory_limit > 0.0))
     throw stretto::argument_error("--memory-limit must be a number > 0 (got " + format_number(*request.memory_limit) + ")");
 
-  if (check_shape_rules)
+  if (check_shape_rules && !request.imported)
     if (std::string problem = policy.check(shape); !problem.empty()) throw stretto::shape_error(problem);
   return format;
 }
@@ -85,7 +87,11 @@ namespace {
 template <class Costs>
 void simulate_with(const simulate_request& request, const Costs& costs, simulate_result& result,
                    stretto::schedule& schedule) {
-  if (const automatic_schedule* automatic = find_automatic(request.schedule_name)) {
+  if (request.imported) {
+    if (request.memory_limit)
+      throw stretto::argument_error("--memory-limit applies to --schedule auto and auto-v only, not to --schedule-file");
+    schedule = *request.imported;
+  } else if (const automatic_schedule* automatic = find_automatic(request.schedule_name)) {
     automatic_plan plan = make_automatic(*automatic, request.shape, costs, request.memory_limit);
     result.memory_limit = plan.memory_limit;
     result.heuristic_span = plan.result.heuristic_span;
@@ -112,7 +118,8 @@ void simulate_with(const simulate_request& request, const Costs& costs, simulate
 
 simulate_result run_simulation(const simulate_request& request) {
   simulate_result result;
-  result.policy = &find_schedule(request.schedule_name);
+  result.policy = request.imported ? &imported_policy(request.schedule_file, *request.imported)
+                                   : &find_schedule(request.schedule_name);
   stretto::schedule schedule;
   if (request.stage_costs)
     simulate_with(request, *request.stage_costs, result, schedule);
@@ -120,6 +127,7 @@ simulate_result run_simulation(const simulate_request& request) {
     simulate_with(request, request.costs, result, schedule);
   result.ops_per_rank.reserve(static_cast<std::size_t>(schedule.num_ranks()));
   for (std::int32_t r = 0; r < schedule.num_ranks(); ++r) result.ops_per_rank.push_back(schedule.ops(r).size());
+  result.schedule = std::move(schedule);
   return result;
 }
 

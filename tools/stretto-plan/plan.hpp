@@ -13,6 +13,7 @@ that `main.cpp` only parses arguments and maps exceptions to exit codes.
 #include <string>
 #include <vector>
 
+#include <stretto/core/schedule.hpp>
 #include <stretto/policies/registry.hpp>
 #include <stretto/sim/cost_model.hpp>
 #include <stretto/sim/simulator.hpp>
@@ -36,6 +37,8 @@ struct simulate_request {
   std::string costs_file;             ///< `--costs FILE`; empty when the times were given as options
   std::optional<stretto::sim::stage_costs> stage_costs;  ///< read from `costs_file`; replaces `costs`
   std::optional<double> memory_limit;  ///< `--memory-limit`, for `--schedule auto` and `auto-v`
+  std::string schedule_file;                  ///< `--schedule-file FILE`; empty when a schedule is named
+  std::optional<stretto::schedule> imported;  ///< the schedule read from `schedule_file` (replaces the name)
 };
 
 /**
@@ -49,6 +52,7 @@ inline constexpr std::int64_t max_stage_microbatch_pairs = 10'000'000;
 /** @brief The result of one simulated step, ready to be reported. */
 struct simulate_result {
   const stretto::policies::policy_info* policy{nullptr};
+  stretto::schedule schedule;             ///< the schedule simulated (for export and show)
   stretto::sim::simulation run;
   std::vector<std::size_t> ops_per_rank;  ///< [rank] number of ops in that rank's list
   std::optional<double> memory_limit;     ///< the limit an automatic schedule (zb-1p, zb-2p, auto, auto-v) kept to

@@ -1,0 +1,156 @@
+#pragma once
+/**
+@file
+@brief Schedules as CSV in PyTorch pipelining's compute-only format: one row per rank, one column
+per time step, each cell an op token (`schedule_tokens.hpp`) or empty when the rank is idle.
+
+The steps are those of a lock-step run (`step_grid`): every op, fused BW and overlapped F&B pair
+included, takes one step, and an op runs in the first step after all its inputs were produced.
+That is how PyTorch's own schedules place their actions and how the papers draw their small
+figures. Reading ignores empty cells, so any spacing of the ops is accepted; only their order per
+row matters.
+*/
+
+#include <cstddef>
+#include <cstdint>
+#include <ostream>
+#include <sstream>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "../core/schedule.hpp"
+#include "../sim/simulator.hpp"
+#include "schedule_tokens.hpp"
+
+namespace stretto::io {
+
+/**
+@brief The cost model of a lock-step run: every op, and every overlapped pair, takes one time
+unit; messages take none; memory as `uniform_costs`' defaults.
+*/
+struct unit_step_costs {
+  constexpr double duration(const op&, const pipeline_shape&) const noexcept { return 1.0; }
+  constexpr double comm_delay(std::int32_t, std::int32_t, const pipeline_shape&) const noexcept { return 0.0; }
+  constexpr double memory_delta(const op& o, const pipeline_shape& s) const noexcept {
+    return sim::uniform_costs{}.memory_delta(o, s);
+  }
+  constexpr double overlap_time(const op&, const op&, const pipeline_shape&) const noexcept { return 1.0; }
+};
+static_assert(sim::cost_model<unit_step_costs>);
+
+/** @brief One cell of a step grid: the index of the op in its rank's list, or −1 when idle. */
+using step_cell = std::int32_t;
+
+/**
+@brief Returns, per rank, one cell per step of a lock-step run of `s` (`unit_step_costs`): the
+index in `s.ops(r)` of the op that starts at that step (the first op of an overlapped pair), or
+−1. Every row has the same length, the run's number of steps.
+@throws validation_error if `s` is invalid.
+*/
+inline std::vector<std::vector<step_cell>> step_grid(const schedule& s) {
+  const sim::simulation run = sim::simulate(s, unit_step_costs{});
+  std::size_t steps = 0;
+  for (std::int32_t r = 0; r < s.num_ranks(); ++r)
+    for (const sim::op_timing& t : run.events.ops(r)) steps = std::max(steps, static_cast<std::size_t>(t.end + 0.5));
+  std::vector<std::vector<step_cell>> grid(static_cast<std::size_t>(s.num_ranks()), std::vector<step_cell>(steps, -1));
+  for (std::int32_t r = 0; r < s.num_ranks(); ++r) {
+    const auto events = run.events.ops(r);
+    const auto list = s.ops(r);
+    for (std::size_t i = 0; i < events.size(); ++i) {
+      if (i > 0 && list[i - 1].overlapped) continue;  // the second op of a pair shares the first's cell
+      grid[static_cast<std::size_t>(r)][static_cast<std::size_t>(events[i].start + 0.5)] = static_cast<step_cell>(i);
+    }
+  }
+  return grid;
+}
+
+/**
+@brief Writes `s` as PyTorch's compute-only CSV: row r is rank r, one column per lock-step step,
+`{stage}{F|I|W|B}{microbatch}` or empty. Trailing idle steps of a row are left out, as PyTorch
+does; a rank with no op is an empty line.
+*/
+inline void write_csv(std::ostream& out, const schedule& s) {
+  const auto grid = step_grid(s);
+  for (std::int32_t r = 0; r < s.num_ranks(); ++r) {
+    const auto& row = grid[static_cast<std::size_t>(r)];
+    std::size_t last = row.size();
+    while (last > 0 && row[last - 1] < 0) --last;
+    const auto list = s.ops(r);
+    for (std::size_t k = 0; k < last; ++k) {
+      if (k > 0) out << ',';
+      if (row[k] < 0) continue;
+      const auto i = static_cast<std::size_t>(row[k]);
+      out << (list[i].overlapped && i + 1 < list.size() ? to_pair_token(list[i], list[i + 1]) : to_token(list[i]));
+    }
+    out << '\n';
+  }
+}
+
+/** @brief `write_csv` into a string. */
+inline std::string to_csv(const schedule& s) {
+  std::ostringstream out;
+  write_csv(out, s);
+  return out.str();
+}
+
+/**
+@brief Reads the per-rank op lists of a CSV schedule, each op with its line and column.
+
+Rows are lines (LF or CRLF; a final newline does not add a rank). Cells are separated by commas
+and may be quoted ("..."), as Python's csv module writes them; empty cells are idle steps.
+@throws format_error with `source`, line and column for a malformed token or quote.
+*/
+inline std::vector<std::vector<located_op>> read_csv_lists(std::string_view text, std::string_view source) {
+  std::vector<std::vector<located_op>> lists;
+  std::size_t line = 1;
+  std::size_t pos = 0;
+  if (text.starts_with("\xEF\xBB\xBF")) pos = 3;  // a UTF-8 byte-order mark
+  while (pos < text.size()) {
+    std::size_t end = text.find('\n', pos);
+    if (end == std::string_view::npos) end = text.size();
+    std::string_view row = text.substr(pos, end - pos);
+    if (row.ends_with('\r')) row.remove_suffix(1);
+    if (lists.size() >= static_cast<std::size_t>(max_file_ranks))
+      detail::fail_at(source, line, 0, "more than " + std::to_string(max_file_ranks) + " rows (ranks)");
+    auto& list = lists.emplace_back();
+    std::size_t cell = 0;
+    while (cell <= row.size()) {
+      std::size_t stop = row.find(',', cell);
+      if (stop == std::string_view::npos) stop = row.size();
+      std::string_view token = row.substr(cell, stop - cell);
+      std::size_t column = cell + 1;
+      if (token.starts_with('"')) {
+        // Quoted: up to the closing quote; a token never holds a comma or a quote itself.
+        const std::size_t close = row.find('"', cell + 1);
+        if (close == std::string_view::npos)
+          detail::fail_at(source, line, cell + 1, "a quoted cell has no closing quote");
+        token = row.substr(cell + 1, close - cell - 1);
+        column = cell + 2;
+        stop = row.find(',', close + 1);
+        if (stop == std::string_view::npos) stop = row.size();
+        for (std::size_t k = close + 1; k < stop; ++k)
+          if (row[k] != ' ' && row[k] != '\t')
+            detail::fail_at(source, line, k + 1, "unexpected text after a quoted cell");
+      }
+      parse_token(token, list, source, line, column);
+      cell = stop + 1;
+    }
+    pos = end + 1;
+    ++line;
+  }
+  return lists;
+}
+
+/**
+@brief Reads a schedule from PyTorch pipelining's CSV (compute-only; communication actions are
+accepted and skipped, see `schedule_tokens.hpp`), infers shape, placement and replicas and
+validates it (`build_schedule`).
+@param source the file name used in messages.
+@throws format_error for a syntax error (line, column) or a broken schedule rule (rank, op, line, column).
+*/
+inline schedule read_csv(std::string_view text, std::string_view source = "", const import_options& options = {}) {
+  return build_schedule(read_csv_lists(text, source), options, source);
+}
+
+}  // namespace stretto::io
