@@ -44,6 +44,18 @@ static_assert(equals_run_time_schedule<chimera_4_8, policies::chimera>());
 static_assert(chimera_4_8::replica_of(0) != chimera_4_8::replica_of(chimera_4_8::num_microbatches() - 1));
 static_assert(chimera_4_8::rank_of(0, 0) != chimera_4_8::rank_of(0, chimera_4_8::num_microbatches() - 1));
 static_assert(zb_v_4_6::num_ops() == 3 * 4 * 2 * 6 && zb_v_4_6::rank_of(7) == 0);
+// V-Half and V-Min (controllable memory): the greedy squeeze runs at compile time too. V-Half at
+// p = 4, m = 8 starts rank 0 with five F's of chunk A, then F, B, W of chunk C; equal-time span
+// 26.5 (bubble 2.5 over 24 of work).
+using v_half_4_8 = static_schedule<policies::v_half, pipeline_shape{4, 8, 2}>;
+using v_min_3_2 = static_schedule<policies::v_min, pipeline_shape{3, 2, 2}>;
+static_assert(equals_run_time_schedule<v_half_4_8, policies::v_half>());
+static_assert(equals_run_time_schedule<v_min_3_2, policies::v_min>());
+static_assert(v_half_4_8::num_ops() == 3 * 4 * 2 * 8 && v_half_4_8::placement() == placement_kind::v_shape);
+static_assert(v_half_4_8::ops(0)[4] == op{op_kind::forward, 0, 4} && v_half_4_8::ops(0)[5] == op{op_kind::forward, 7, 0} &&
+              v_half_4_8::ops(0)[6] == op{op_kind::backward_input, 7, 0} &&
+              v_half_4_8::ops(0)[7] == op{op_kind::backward_weight, 7, 0});
+static_assert(sim::simulate(v_half_4_8::to_schedule(), sim::uniform_costs{}).metrics.span == 26.5);
 
 // The counting pass sizes the table exactly: 3·p·m ops with split backwards, 2·p·m with fused.
 static_assert(zb_4_8::num_ops() == 3 * 4 * 8);

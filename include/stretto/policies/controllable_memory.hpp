@@ -325,7 +325,7 @@ constexpr std::string check_controllable_memory(std::string_view name, const pip
   if (std::string e = check_counts(name, s); !e.empty()) return e;
   if (s.num_chunks != 2)
     return cat(name, ": places 2 chunks per rank in a V, so chunks must be 2 (got ", s.num_chunks,
-               "); use interleaved-1f1b for other chunk counts");
+               "); for one chunk per rank use zb-h1, for more use interleaved-1f1b");
   return {};
 }
 
