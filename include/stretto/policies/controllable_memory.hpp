@@ -346,7 +346,10 @@ does not depend on costs.
 **Invariants.** Peak activation ⌊p/2⌋ + 1 = ⌊(p+2)/2⌋ M_B on every rank when an F of a chunk
 holds M_B/2 until its W (B and W each free half of it: M_B/4), about half of ZB-V's and 1F1B's
 p·M_B. Bubble per rank at T_F = T_B = T_W = T, no communication and m ≥ 2p:
-1.5(p−1) − 2 T for even p, 1.5(p−1) − 0.5 T for odd p (1F1B: 3(p−1) T).
+1.5(p−1) − 2 T for even p ≥ 4, 1.5(p−1) − 0.5 T for odd p, 0.5 T at p = 2 (1F1B: 3(p−1) T).
+
+**Cost.** Roughly O(p³·m) (the squeeze recomputes a rank's peak for each slot it tries): about
+10 ms at p = 16, m = 48 and 0.2 s at p = 32, m = 256.
 
 **Errors.** Needs v = 2. Any p ≥ 1 and m ≥ 1 is accepted; below m = 2p the steady state is only
 partly formed.
@@ -378,7 +381,8 @@ does not depend on costs.
 freeing half of a chunk's activation a few ranks are M_B/2 lower, e.g. ranks 0 and 1 at p = 8),
 about a third of 1F1B's p·M_B. Bubble per rank at T_F = T_B = T_W = T, no communication and
 m ≥ 2p: 2(p−1) − 1.5 T when 3 divides p, else 2(p−1) − 0.5 T. Because the order is fixed,
-B longer than F costs more than in ZB-V (at T_B = 2T_F the bubble is several times ZB-V's).
+a B longer than F costs more than in a plan made from the costs: at (T_F, T_B, T_W) = (1, 2, 1),
+p = 4, m = 8 the bubble is 22.5 (V-Half 9, `plan::auto_schedule_v` at p·M_B 4.5).
 
 **Errors.** Needs v = 2. Any p ≥ 1 and m ≥ 1 is accepted.
 */
