@@ -349,7 +349,8 @@ p·M_B. Bubble per rank at T_F = T_B = T_W = T, no communication and m ≥ 2p:
 1.5(p−1) − 2 T for even p ≥ 4, 1.5(p−1) − 0.5 T for odd p, 0.5 T at p = 2 (1F1B: 3(p−1) T).
 
 **Cost.** Roughly O(p³·m) (the squeeze recomputes a rank's peak for each slot it tries): about
-10 ms at p = 16, m = 48 and 0.2 s at p = 32, m = 256.
+10 ms at p = 16, m = 48; at p = 32, m = 256 about 0.1 s for V-Half and 0.05 s for V-Min
+(`stretto.bench.policies`, with validation), against 3 ms for ZB-V's list scheduling.
 
 **Errors.** Needs v = 2. Any p ≥ 1 and m ≥ 1 is accepted; below m = 2p the steady state is only
 partly formed.
