@@ -63,6 +63,18 @@ static_assert(interleaved_zb_4_8::ops(0)[9] == op{op_kind::backward_weight, 4, 0
 static_assert(sim::simulate(interleaved_4_10::to_schedule(), sim::uniform_costs{}).metrics.span == 34.5);
 static_assert(sim::simulate(interleaved_zb_4_8::to_schedule(), sim::uniform_costs{}).metrics.span == 25.5);
 static_assert(sim::simulate(bitpipe_4_8::to_schedule(), sim::uniform_costs{}).metrics.span == 27.0);
+// V-Half and V-Min (controllable memory): the greedy squeeze runs at compile time too. V-Half at
+// p = 4, m = 8 starts rank 0 with five F's of chunk A, then F, B, W of chunk C; equal-time span
+// 26.5 (bubble 2.5 over 24 of work).
+using v_half_4_8 = static_schedule<policies::v_half, pipeline_shape{4, 8, 2}>;
+using v_min_3_2 = static_schedule<policies::v_min, pipeline_shape{3, 2, 2}>;
+static_assert(equals_run_time_schedule<v_half_4_8, policies::v_half>());
+static_assert(equals_run_time_schedule<v_min_3_2, policies::v_min>());
+static_assert(v_half_4_8::num_ops() == 3 * 4 * 2 * 8 && v_half_4_8::placement() == placement_kind::v_shape);
+static_assert(v_half_4_8::ops(0)[4] == op{op_kind::forward, 0, 4} && v_half_4_8::ops(0)[5] == op{op_kind::forward, 7, 0} &&
+              v_half_4_8::ops(0)[6] == op{op_kind::backward_input, 7, 0} &&
+              v_half_4_8::ops(0)[7] == op{op_kind::backward_weight, 7, 0});
+static_assert(sim::simulate(v_half_4_8::to_schedule(), sim::uniform_costs{}).metrics.span == 26.5);
 
 // The counting pass sizes the table exactly: 3·p·m ops with split backwards, 2·p·m with fused.
 static_assert(zb_4_8::num_ops() == 3 * 4 * 8);

@@ -69,6 +69,14 @@ static_assert(peak_of(make_schedule<zb_h1>({4, 8, 1}), 0) == 4.0);
 static_assert(peak_of(make_schedule<zb_h1>({4, 8, 1}), 1) == 3.5);
 static_assert(peak_of(make_schedule<zb_h1>({4, 8, 1}), 3) == 2.5);
 static_assert(peak_of(make_schedule<one_f_one_b>({4, 8, 1}), 3) == 1.0);
+// V-Half and V-Min (controllable memory) at p = 4, m = 8: equal-time spans 26.5 and 29.5, peaks
+// ⌊(p+2)/2⌋ = 3 and ⌊(p+4)/3⌋ = 2 M_B.
+static_assert(validate(make_schedule<policies::v_half>({4, 8, 2})).ok());
+static_assert(validate(make_schedule<policies::v_min>({4, 8, 2})).ok());
+static_assert(span_of(make_schedule<policies::v_half>({4, 8, 2})) == 26.5);
+static_assert(span_of(make_schedule<policies::v_min>({4, 8, 2})) == 29.5);
+static_assert(peak_of(make_schedule<policies::v_half>({4, 8, 2}), 0) == 3.0);
+static_assert(peak_of(make_schedule<policies::v_min>({4, 8, 2}), 3) == 2.0);
 
 // Rejections are values too.
 static_assert(validate(deadlocked()).rule == schedule_rule::deadlock);

@@ -88,13 +88,13 @@ TEST_CASE("errors.registry.unknown_name_lists_valid_names" * doctest::timeout(5)
       [] { (void)stretto::policies::make_schedule("nope", {4, 8, 1}); });
   INFO(what);
   CHECK(contains(what, "nope"));
-  CHECK(contains(what, "gpipe, 1f1b, interleaved-1f1b, breadth-first, zb-h1, zb-h2, zb-v, gpipe-2bp, 1f1b-2bp, chimera, bitpipe"));
+  CHECK(contains(what, "gpipe, 1f1b, interleaved-1f1b, breadth-first, zb-h1, zb-h2, zb-v, v-half, v-min, gpipe-2bp, 1f1b-2bp, chimera, bitpipe"));
   CHECK(message_of<stretto::argument_error>([] { (void)stretto::policies::find_policy(""); }) != no_exception);
   // Names are exact: no case folding, no prefix match.
   CHECK(message_of<stretto::argument_error>([] { (void)stretto::policies::find_policy("ZB-H1"); }) != no_exception);
   CHECK(message_of<stretto::argument_error>([] { (void)stretto::policies::find_policy("zb"); }) != no_exception);
   CHECK(stretto::policies::find_policy("zb-h1").name == "zb-h1");
-  CHECK(contains(stretto::policies::policy_names(), "gpipe, 1f1b, interleaved-1f1b, breadth-first, zb-h1, zb-h2, zb-v, gpipe-2bp, 1f1b-2bp, chimera, bitpipe"));
+  CHECK(contains(stretto::policies::policy_names(), "gpipe, 1f1b, interleaved-1f1b, breadth-first, zb-h1, zb-h2, zb-v, v-half, v-min, gpipe-2bp, 1f1b-2bp, chimera, bitpipe"));
 }
 
 TEST_CASE("errors.cost_model.rejects_bad_parameters" * doctest::timeout(5)) {

@@ -28,7 +28,7 @@ constexpr uniform_costs equal{1.0, 1.0, 1.0, 0.0};
 
 std::vector<std::int32_t> chunk_counts(std::string_view name) {
   if (name == "interleaved-1f1b" || name == "breadth-first" || name == "interleaved-zb") return {1, 2, 3, 4};
-  if (name == "zb-v" || name == "bitpipe") return {1, 2, 3};
+  if (name == "zb-v" || name == "bitpipe" || name == "v-half" || name == "v-min") return {1, 2, 3};
   return {1, 2};
 }
 

@@ -12,6 +12,7 @@
 #include "../core/concepts.hpp"
 #include "../core/errors.hpp"
 #include "bidirectional.hpp"
+#include "controllable_memory.hpp"
 #include "dualpipe.hpp"
 #include "gpipe.hpp"
 #include "looped.hpp"
@@ -47,6 +48,8 @@ inline constexpr std::array all_policies{
     info_of<zb_h1>("ZB-H1: 1F1B with B/W split, W trailing B by the rank index (Qi et al. 2024)"),
     info_of<zb_h2>("ZB-H2: longer warm-up, W trailing B by twice the rank index; zero bubble (Qi et al. 2024)"),
     info_of<zb_v>("ZB-V: V-shaped placement, zero bubble at 1F1B's memory (Qi et al. 2024, §6)", 2),
+    info_of<v_half>("V-Half: V-shaped with B/W split at about half of 1F1B's memory (Qi et al. 2024, controllable memory)", 2),
+    info_of<v_min>("V-Min: V-shaped with B/W split at about a third of 1F1B's memory (Qi et al. 2024, controllable memory)", 2),
     info_of<gpipe_2bp>("GPipe with 2BP: weight gradients deferred to the end of the step (Rae et al. 2024)"),
     info_of<one_f_one_b_2bp>("1F1B with 2BP: weight gradients deferred to the end of the step (Rae et al. 2024)"),
     info_of<chimera>("Chimera: two replicas fed from both ends, 1F1B each way (Li & Hoefler 2021)", 1, true),
