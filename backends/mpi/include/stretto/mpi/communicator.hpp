@@ -86,11 +86,20 @@ MPI_Datatype datatype_of() {
 
 // One MPI request and its outcome. It lives on the heap so that the progress thread can keep a
 // pointer to it while the `request` that owns it moves; `done` is set (after `status`) by
-// whichever thread completes it, under the communicator's lock.
+// whichever thread completes it, under the communicator's lock. A large receive starts as a probe
+// (`probing`: no MPI request yet) and becomes an `MPI_Imrecv` when its message arrives
+// (`matched`), so that the progress thread knows when a transfer is under way.
 struct pending_message {
   MPI_Request handle{MPI_REQUEST_NULL};
   MPI_Status status{};
   std::atomic<bool> done{false};
+  bool probing{false};
+  bool matched{false};
+  void* buffer{nullptr};
+  int count{0};
+  MPI_Datatype type{MPI_DATATYPE_NULL};
+  int source{0};
+  int tag{0};
 };
 }  // namespace detail
 
@@ -222,20 +231,25 @@ class communicator {
     oversubscribed_ = static_cast<unsigned>(on_node) > cores;
     spin_waits_ = options_.waiting == wait_style::spin ||
                   (options_.waiting == wait_style::automatic && !oversubscribed_);
-    if (threaded_) progress_thread_ = std::thread([this] { progress_loop(); });
+    if (threaded_) {
+      // MPI_Finalize deletes MPI_COMM_SELF's attributes first: the thread stops before MPI does,
+      // even if this communicator outlives MPI_Finalize.
+      MPI_Comm_create_keyval(MPI_COMM_NULL_COPY_FN, &communicator::on_finalize, &finalize_key_, nullptr);
+      MPI_Comm_set_attr(MPI_COMM_SELF, finalize_key_, this);
+      progress_thread_ = std::thread([this] { progress_loop(); });
+    }
   }
   communicator(const communicator&) = delete;
   communicator& operator=(const communicator&) = delete;
   ~communicator() {
-    if (progress_thread_.joinable()) {
-      {
-        std::lock_guard lock(mutex_);
-        stop_ = true;
-      }
-      progress_cv_.notify_all();
-      progress_thread_.join();
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (!finalized && finalize_key_ != MPI_KEYVAL_INVALID) {
+      MPI_Comm_delete_attr(MPI_COMM_SELF, finalize_key_);  // stops the thread
+      MPI_Comm_free_keyval(&finalize_key_);
     }
-    if (comm_ != MPI_COMM_NULL) MPI_Comm_free(&comm_);
+    stop_progress();
+    if (!finalized && comm_ != MPI_COMM_NULL) MPI_Comm_free(&comm_);
   }
 
   std::int32_t rank() const noexcept { return rank_; }
@@ -256,7 +270,18 @@ class communicator {
   template <class T>
   request post_receive(const message_key& k, std::int32_t from, T* data, std::size_t count) {
     request q = make_request(k, from, count, true, detail::datatype_of<T>());
-    MPI_Irecv(data, static_cast<int>(count), q.datatype_, from, tag_of(k), comm_, &q.state_->handle);
+    detail::pending_message& m = *q.state_;
+    if (count * sizeof(T) < probe_bytes) {
+      MPI_Irecv(data, static_cast<int>(count), q.datatype_, from, tag_of(k), comm_, &m.handle);
+    } else {
+      m.probing = true;
+      m.buffer = data;
+      m.count = static_cast<int>(count);
+      m.type = q.datatype_;
+      m.source = from;
+      m.tag = tag_of(k);
+      match(m);  // a message already here matches now, as MPI_Irecv would match it
+    }
     start(q);
     return q;
   }
@@ -414,8 +439,27 @@ class communicator {
     if (wake) progress_cv_.notify_one();
   }
 
+  // Receives of at least this many bytes match by probe (see `pending_message`); smaller ones
+  // are posted at once (one eager message, nothing to follow).
+  static constexpr std::size_t probe_bytes = 32 * 1024;
+
+  // Posts a probing receive once its message has arrived; returns whether it is posted. The
+  // caller holds the lock when there is a progress thread.
+  bool match(detail::pending_message& m) {
+    if (!m.probing) return true;
+    int found = 0;
+    MPI_Message message = MPI_MESSAGE_NULL;
+    MPI_Improbe(m.source, m.tag, comm_, &found, &message, MPI_STATUS_IGNORE);
+    if (!found) return false;
+    MPI_Imrecv(m.buffer, m.count, m.type, &message, &m.handle);
+    m.probing = false;
+    m.matched = true;
+    return true;
+  }
+
   // Tests one request; the caller holds the lock when there is a progress thread.
   void poll_one(detail::pending_message& m) {
+    if (!match(m)) return;
     int done = 0;
     MPI_Test(&m.handle, &done, &m.status);
     if (!done) return;
@@ -438,6 +482,7 @@ class communicator {
     if (threaded_) lock.lock();
     if (m.done.load(std::memory_order_relaxed)) return;
     forget(&m);  // from now on only this thread touches the request
+    if (m.probing) return;  // its message never arrived: MPI knows nothing of this receive
     MPI_Cancel(&m.handle);
     if (threaded_) lock.unlock();
     using clock = std::chrono::steady_clock;
@@ -458,6 +503,21 @@ class communicator {
     std::fprintf(stderr, "%s\n", text.c_str());
     std::fflush(stderr);
     MPI_Abort(comm_, 3);
+  }
+
+  void stop_progress() {
+    if (!progress_thread_.joinable()) return;
+    {
+      std::lock_guard lock(mutex_);
+      stop_ = true;
+    }
+    progress_cv_.notify_all();
+    progress_thread_.join();
+  }
+
+  static int on_finalize(MPI_Comm, int, void* self, void*) {
+    static_cast<communicator*>(self)->stop_progress();
+    return MPI_SUCCESS;
   }
 
   // The progress thread: tests the outstanding requests, signals blocked waits, backs off.
@@ -488,6 +548,11 @@ class communicator {
         }
         continue;
       }
+      bool transferring = false;  // a large receive has matched and not completed
+      for (detail::pending_message* m : active_) {
+        if (m->probing && match(*m)) ++activity_;
+        transferring = transferring || m->matched;
+      }
       const int n = static_cast<int>(active_.size());
       handles.resize(active_.size());
       indices.resize(active_.size());
@@ -506,8 +571,8 @@ class communicator {
         std::erase_if(active_, [](const detail::pending_message* m) { return m->done.load(std::memory_order_relaxed); });
         done_cv_.notify_all();
       }
-      // Hot again after any event; and all the while a wait is blocked on this thread.
-      if (completed > 0 || activity_ != seen || blocked_waiters_ > 0) {
+      // Hot again after any event, and all the while a matched transfer is under way.
+      if (completed > 0 || activity_ != seen || transferring) {
         seen = activity_;
         pause.reset();
       }
@@ -564,6 +629,7 @@ class communicator {
   bool idle_{false};                           // the thread sleeps until a post wakes it
   bool stop_{false};
   std::thread progress_thread_;
+  int finalize_key_{MPI_KEYVAL_INVALID};       // MPI_COMM_SELF's attribute that stops the thread
 };
 
 static_assert(transport<communicator>);
