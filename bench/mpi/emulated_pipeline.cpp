@@ -4,13 +4,13 @@
 //   mpirun -n P stretto.bench.emulated_pipeline [--schedules all|NAME,...] [--microbatches M]
 //          [--t-f MS] [--t-b MS] [--t-w MS] [--bytes B,...] [--mode sleep|spin] [--steps N]
 //          [--comm-delay auto|SECONDS] [--progress auto|thread|poll] [--wait auto|spin|block]
-//          [--format text|json]
+//          [--poll-interval-us US] [--hot-time-us US] [--format text|json]
 //
 // Each op of a chunk of a full stage waits T/v (v chunks per rank, as stretto::sim::uniform_costs
 // prices it): `sleep` sleeps until its deadline, `spin` busy-waits (a compute-bound rank). Every
 // message carries B bytes (one row of B/8 doubles). Per schedule: one warm-up step, then N
 // measured steps; the span of a step is, as the simulator defines it, the longest rank's first
-// start to last end; the figure reported is the median over the N steps (the best is shown too).
+// start to last end (a start is when the stage function begins, after its input arrived); the figure reported is the median over the N steps (the best is shown too).
 // "op late" is how long, on average, an op ran past its cost (a sleeping rank woken late by a
 // busy machine): the part of the gap that no message layer can remove.
 // The simulated span uses the same costs and a message delay: `auto` measures the one-way time
@@ -52,6 +52,7 @@ struct options {
   double comm_delay{-1.0};  // < 0: measure
   stretto::mpi::progress_mode progress{stretto::mpi::progress_mode::automatic};
   stretto::mpi::wait_style waiting{stretto::mpi::wait_style::automatic};
+  double poll_interval{-1.0}, hot_time{-1.0};  // seconds; < 0: the communicator's defaults
   bool json{false};
 };
 
@@ -60,7 +61,8 @@ struct options {
     std::fprintf(stderr,
                  "emulated_pipeline: error: %s\nusage: emulated_pipeline [--schedules all|NAME,...] [--microbatches M] "
                  "[--t-f MS] [--t-b MS] [--t-w MS] [--bytes B,...] [--mode sleep|spin] [--steps N] "
-                 "[--comm-delay auto|SECONDS] [--progress auto|thread|poll] [--wait auto|spin|block] [--format text|json]\n",
+                 "[--comm-delay auto|SECONDS] [--progress auto|thread|poll] [--wait auto|spin|block] "
+                 "[--poll-interval-us US] [--hot-time-us US] [--format text|json]\n",
                  text.c_str());
   MPI_Finalize();
   std::exit(2);
@@ -77,11 +79,12 @@ std::vector<std::string> split(const std::string& text) {
   return out;
 }
 
-double milliseconds(int rank, const std::string& flag, const std::string& value) {
+// `value` in seconds, given in `unit` (scale: seconds per unit).
+double seconds_of(int rank, const std::string& flag, const std::string& value, const char* unit, double scale) {
   char* end = nullptr;
-  const double ms = std::strtod(value.c_str(), &end);
-  if (end == value.c_str() || *end != '\0' || !(ms >= 0)) usage_error(rank, flag + " must be a number of milliseconds >= 0");
-  return ms * 1e-3;
+  const double x = std::strtod(value.c_str(), &end);
+  if (end == value.c_str() || *end != '\0' || !(x >= 0)) usage_error(rank, flag + " must be a number of " + unit + " >= 0");
+  return x * scale;
 }
 
 options parse(int argc, char** argv, int rank) {
@@ -102,11 +105,11 @@ options parse(int argc, char** argv, int rank) {
       o.microbatches = std::atoi(value.c_str());
       if (o.microbatches < 1) usage_error(rank, "--microbatches must be at least 1");
     } else if (flag == "--t-f") {
-      o.t_f = milliseconds(rank, flag, value);
+      o.t_f = seconds_of(rank, flag, value, "milliseconds", 1e-3);
     } else if (flag == "--t-b") {
-      o.t_b = milliseconds(rank, flag, value);
+      o.t_b = seconds_of(rank, flag, value, "milliseconds", 1e-3);
     } else if (flag == "--t-w") {
-      o.t_w = milliseconds(rank, flag, value);
+      o.t_w = seconds_of(rank, flag, value, "milliseconds", 1e-3);
     } else if (flag == "--bytes") {
       o.bytes.clear();
       for (const auto& b : split(value)) {
@@ -139,6 +142,8 @@ options parse(int argc, char** argv, int rank) {
       else if (value == "spin") o.waiting = stretto::mpi::wait_style::spin;
       else if (value == "block") o.waiting = stretto::mpi::wait_style::block;
       else usage_error(rank, "--wait must be auto, spin or block");
+    } else if (flag == "--poll-interval-us" || flag == "--hot-time-us") {
+      (flag == "--poll-interval-us" ? o.poll_interval : o.hot_time) = seconds_of(rank, flag, value, "microseconds", 1e-6);
     } else if (flag == "--format") {
       if (value != "text" && value != "json") usage_error(rank, "--format must be text or json");
       o.json = value == "json";
@@ -154,23 +159,31 @@ stretto::mpi::communicator_options comm_options(const options& o) {
   c.timeout = std::chrono::duration<double>(120.0);
   c.progress = o.progress;
   c.waiting = o.waiting;
+  if (o.poll_interval >= 0) c.poll_interval = std::chrono::duration<double>(o.poll_interval);
+  if (o.hot_time >= 0) c.hot_time = std::chrono::duration<double>(o.hot_time);
   return c;
 }
 
-// Time the emulated ops took beyond their cost (a late wake-up), summed, and their number.
+// Time the emulated ops took beyond their cost (a late wake-up), summed, and their number; and
+// when the first one started and the last one ended (the rank's span, as the simulator defines
+// it: from when its first op runs, not from when it starts waiting for that op's input).
 double late_total = 0.0;
 long emulated_ops = 0;
+clock_type::time_point first_start{}, last_end{};
 
 // Waits `seconds` from now: sleeping until the deadline, or spinning (a busy core).
 void emulate(double seconds, bool spin) {
-  const auto deadline = clock_type::now() + std::chrono::duration_cast<clock_type::duration>(std::chrono::duration<double>(seconds));
+  const auto start = clock_type::now();
+  if (emulated_ops == 0) first_start = start;
+  const auto deadline = start + std::chrono::duration_cast<clock_type::duration>(std::chrono::duration<double>(seconds));
   if (spin) {
     while (clock_type::now() < deadline) {
     }
   } else {
     std::this_thread::sleep_until(deadline);
   }
-  late_total += std::chrono::duration<double>(clock_type::now() - deadline).count();
+  last_end = clock_type::now();
+  late_total += std::chrono::duration<double>(last_end - deadline).count();
   ++emulated_ops;
 }
 
@@ -298,16 +311,8 @@ int main(int argc, char** argv) {
             MPI_Barrier(MPI_COMM_WORLD);
             late_total = 0.0;
             emulated_ops = 0;
-            const stretto::kokkos::step_record record = exec.run_step();
-            double mine = 0.0;
-            if (!record.ops.empty()) {
-              double first = record.ops.front().start, last = record.ops.front().end;
-              for (const auto& t : record.ops) {
-                first = std::min(first, t.start);
-                last = std::max(last, t.end);
-              }
-              mine = last - first;
-            }
+            (void)exec.run_step();
+            const double mine = emulated_ops > 0 ? std::chrono::duration<double>(last_end - first_start).count() : 0.0;
             double span = 0.0;
             MPI_Allreduce(&mine, &span, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
             if (step > 0) {  // step 0 warms up

@@ -68,10 +68,14 @@ struct communicator_options {
   /// The longest pause between two progress polls once nothing has happened for `hot_time`
   /// (the pause doubles from 1 µs up to this). Default 50 µs.
   std::chrono::duration<double> poll_interval{50e-6};
-  /// After a message is posted or completes, or a wait starts, polls only yield the core (no
-  /// sleep) for this long, so that a transfer's many handshakes follow each other quickly.
-  /// Default 2 ms.
+  /// After a message is posted or completes, or a wait starts, and all the while a large message
+  /// is being transferred, polls follow each other after only `hot_pause`, so that a transfer's
+  /// many handshakes follow each other quickly; this long after the last such event the pauses
+  /// grow. Default 2 ms.
   std::chrono::duration<double> hot_time{2e-3};
+  /// The pause between hot polls; negative (the default): a yield when this node runs no more
+  /// ranks than it has cores, else 20 µs of sleep.
+  std::chrono::duration<double> hot_pause{-1.0};
 };
 
 namespace detail {
@@ -94,7 +98,8 @@ struct pending_message {
   MPI_Status status{};
   std::atomic<bool> done{false};
   bool probing{false};
-  bool matched{false};
+  bool matched{false};     // a large receive whose message has arrived
+  bool large_send{false};  // a send the receiver will announce when it matches
   void* buffer{nullptr};
   int count{0};
   MPI_Datatype type{MPI_DATATYPE_NULL};
@@ -112,27 +117,30 @@ given, so that user traffic can never match it.
 
 **Progress.** An MPI library moves a message only while some thread of the process is inside an
 MPI call. A message larger than the eager limit needs several handshakes (rendezvous; through
-shared memory without single copy, as between nodes, one per 32 KiB fragment in Open MPI 4), so
-a rank that calls MPI only between ops stalls its peers for a whole op per handshake. With
-`progress_mode::thread` (the default when MPI was initialised with `MPI_THREAD_MULTIPLE`) each
-communicator runs a thread that tests its outstanding requests while the caller computes:
-- right after a message is posted or completes, or a wait starts, it polls with only a yield
-  between tests (`hot_time`, 2 ms), so that the handshakes of a transfer follow each other at
-  once;
-- afterwards the pause between tests doubles from 1 µs up to `poll_interval` (50 µs), so that
-  a rank with receives posted ahead costs a few percent of a core, not a spinning one, even with
-  many ranks per core;
+shared memory without single copy, as between nodes over TCP, Open MPI 4 needs about two per
+32 KiB fragment, with both ranks taking part), so a rank that calls MPI only between ops stalls
+the transfer for a whole op per handshake. With `progress_mode::thread` (the default when MPI was
+initialised with `MPI_THREAD_MULTIPLE`) each communicator runs a thread that tests its
+outstanding requests while the caller computes:
+- receives of 32 KiB or more are matched by `MPI_Improbe` / `MPI_Imrecv`, so the thread sees
+  when a transfer begins; the receiver then announces it to the sender (an empty message on a
+  second duplicated communicator), so that both sides know;
+- while a transfer is under way, and for `hot_time` (2 ms) after a message is posted or
+  completes or a wait starts, it polls every `hot_pause` (a yield with spare cores; 20 µs of
+  sleep when ranks outnumber cores, where a yielding thread would keep its share of a core that
+  another rank needs to compute or copy);
+- otherwise the pause between tests doubles from 1 µs up to `poll_interval` (50 µs);
 - with nothing outstanding it sleeps until a message is posted (and polls once per millisecond,
-  to take in unexpected messages);
-- it pauses while the caller spins in `wait` (the two would only contend).
+  to take in unexpected messages); it stands aside while the caller spins in `wait`; and
+  `MPI_Finalize` stops it (an attribute of `MPI_COMM_SELF`) should the communicator outlive MPI.
 A wait either spins on `MPI_Test` as `MPI_Wait` does (`wait_style::spin`, chosen when the node
 runs no more ranks than it has cores), or polls for a few microseconds and then sleeps on a
 condition variable that the progress thread signals when the request completes
 (`wait_style::block`, chosen when ranks outnumber cores: a spinning waiter would take the core
 from a rank that computes). With `progress_mode::poll` there is no thread: a blocking wait polls
-with the same yield-then-back-off pauses. Measured (bench/mpi, 2 cores, single copy off): the
-thread brings the executor to within a few percent of the simulated span where polling alone
-takes 2–3×; see the README, "Message progress".
+with the same hot-then-backed-off pauses. No wait sleeps a fixed time. Measurements (ping-pong
+and emulated pipelines, `bench/mpi`) and the choice of these defaults are in the README,
+"Message progress". All ranks of a pipeline should use the same `progress_mode`.
 
 **Errors.** The constructor throws `argument_error` when the pipeline needs more tags than the
 MPI library offers (`MPI_TAG_UB`), when the communicator's size differs from the number of
@@ -218,6 +226,7 @@ class communicator {
           "MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided), or use progress_mode::poll");
     threaded_ = options_.progress != progress_mode::poll && level >= MPI_THREAD_MULTIPLE;
     MPI_Comm_dup(comm, &comm_);
+    MPI_Comm_dup(comm, &control_);
     MPI_Comm_rank(comm_, &rank_);
     // Ranks that share this node, against its cores: decides how waits pass the time.
     MPI_Comm node = MPI_COMM_NULL;
@@ -250,6 +259,7 @@ class communicator {
     }
     stop_progress();
     if (!finalized && comm_ != MPI_COMM_NULL) MPI_Comm_free(&comm_);
+    if (!finalized && control_ != MPI_COMM_NULL) MPI_Comm_free(&control_);
   }
 
   std::int32_t rank() const noexcept { return rank_; }
@@ -291,6 +301,7 @@ class communicator {
   request post_send(const message_key& k, std::int32_t to, const T* data, std::size_t count) {
     request q = make_request(k, to, count, false, detail::datatype_of<T>());
     MPI_Isend(data, static_cast<int>(count), q.datatype_, to, tag_of(k), comm_, &q.state_->handle);
+    q.state_->large_send = count * sizeof(T) >= probe_bytes;
     start(q);
     return q;
   }
@@ -349,7 +360,7 @@ class communicator {
       test(q);  // checks the size and releases the state
       return;
     }
-    backoff pause(options_);
+    backoff pause(options_, oversubscribed_);
     while (!test(q)) {
       if (clock::now() > deadline) fail_timeout(q, waiting);
       pause.wait();
@@ -357,13 +368,17 @@ class communicator {
   }
 
  private:
-  // The pause between two polls that find nothing: a yield while hot, then 1, 2, 4 … µs up to
-  // `poll_interval`. `reset()` makes it hot again.
+  // The pause between two polls that find nothing: while hot, `hot_pause` (automatic: a yield
+  // with spare cores, 20 µs of sleep when oversubscribed, where a yielding thread would keep its
+  // share of a core that another rank needs to compute or copy); then 1, 2, 4 … µs up to
+  // `poll_interval`. `reset()` makes it hot.
   class backoff {
    public:
-    explicit backoff(const communicator_options& o)
+    backoff(const communicator_options& o, bool oversubscribed)
         : hot_(std::chrono::duration_cast<clock::duration>(o.hot_time)),
-          cap_(std::chrono::duration_cast<clock::duration>(o.poll_interval)) {
+          cap_(std::chrono::duration_cast<clock::duration>(o.poll_interval)),
+          hot_pause_(std::chrono::duration_cast<clock::duration>(o.hot_pause.count() >= 0 ? o.hot_pause : std::chrono::duration<double>(20e-6))),
+          yield_(o.hot_pause.count() < 0 && !oversubscribed) {
       reset();
     }
     void reset() {
@@ -372,7 +387,8 @@ class communicator {
     }
     void wait() {
       if (clock::now() < hot_until_) {
-        std::this_thread::yield();
+        if (yield_) std::this_thread::yield();
+        else std::this_thread::sleep_for(hot_pause_);
         return;
       }
       std::this_thread::sleep_for(pause_);
@@ -381,7 +397,8 @@ class communicator {
 
    private:
     using clock = std::chrono::steady_clock;
-    clock::duration hot_, cap_;
+    clock::duration hot_, cap_, hot_pause_;
+    bool yield_;
     clock::time_point hot_until_{};
     clock::duration pause_{};
   };
@@ -454,6 +471,9 @@ class communicator {
     MPI_Imrecv(m.buffer, m.count, m.type, &message, &m.handle);
     m.probing = false;
     m.matched = true;
+    // Tell the sender that the transfer has begun, so that its progress thread keeps up (an
+    // empty message, eager: it completes at once).
+    if (threaded_) MPI_Send(nullptr, 0, MPI_BYTE, m.source, m.tag, control_);
     return true;
   }
 
@@ -487,7 +507,7 @@ class communicator {
     if (threaded_) lock.unlock();
     using clock = std::chrono::steady_clock;
     const auto deadline = clock::now() + std::chrono::duration_cast<clock::duration>(options_.timeout);
-    backoff pause(options_);
+    backoff pause(options_, oversubscribed_);
     for (;;) {
       int done = 0;
       MPI_Test(&m.handle, &done, MPI_STATUS_IGNORE);
@@ -528,7 +548,7 @@ class communicator {
     std::vector<MPI_Request> handles;
     std::vector<int> indices;
     std::vector<MPI_Status> statuses;
-    backoff pause(options_);
+    backoff pause(options_, oversubscribed_);
     std::uint64_t seen = 0;
     std::unique_lock lock(mutex_);
     while (!stop_) {
@@ -548,11 +568,26 @@ class communicator {
         }
         continue;
       }
-      bool transferring = false;  // a large receive has matched and not completed
+      // A large receive that has matched is a transfer under way: its handshakes need this side
+      // at once. (A send's match cannot be seen: a send gets `hot_time` after its post.)
+      bool transferring = false;
+      bool large_sends = false;
       for (detail::pending_message* m : active_) {
         if (m->probing && match(*m)) ++activity_;
         transferring = transferring || m->matched;
+        large_sends = large_sends || m->large_send;
       }
+      // A receiver announced a match: this side's large sends are under way.
+      for (;;) {
+        int announced = 0;
+        MPI_Status from;
+        MPI_Iprobe(MPI_ANY_SOURCE, MPI_ANY_TAG, control_, &announced, &from);
+        if (!announced) break;
+        MPI_Recv(nullptr, 0, MPI_BYTE, from.MPI_SOURCE, from.MPI_TAG, control_, MPI_STATUS_IGNORE);
+        sending_ = true;
+      }
+      sending_ = sending_ && large_sends;
+      transferring = transferring || sending_;
       const int n = static_cast<int>(active_.size());
       handles.resize(active_.size());
       indices.resize(active_.size());
@@ -630,6 +665,8 @@ class communicator {
   bool stop_{false};
   std::thread progress_thread_;
   int finalize_key_{MPI_KEYVAL_INVALID};       // MPI_COMM_SELF's attribute that stops the thread
+  MPI_Comm control_{MPI_COMM_NULL};            // receivers announce matched large messages here
+  bool sending_{false};                        // a large send of this rank is under way
 };
 
 static_assert(transport<communicator>);
