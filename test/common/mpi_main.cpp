@@ -12,7 +12,9 @@
 #endif
 
 int main(int argc, char** argv) {
-  MPI_Init(&argc, &argv);
+  // The communicator's progress thread needs MPI_THREAD_MULTIPLE (tests of both modes use it).
+  int provided = 0;
+  MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided);
   int rank = 0;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
 #if defined(STRETTO_HAS_KOKKOS)

@@ -1,0 +1,404 @@
+// Emulated-time pipeline: every policy run by the real Kokkos executor and MPI communicator on
+// stage functions that only wait for their cost-model time, against the simulator's span.
+//
+//   mpirun -n P stretto.bench.emulated_pipeline [--schedules all|NAME,...] [--microbatches M]
+//          [--t-f MS] [--t-b MS] [--t-w MS] [--bytes B,...] [--mode sleep|spin] [--steps N]
+//          [--comm-delay auto|SECONDS] [--progress auto|thread|poll] [--wait auto|spin|block]
+//          [--poll-interval-us US] [--hot-time-us US] [--format text|json]
+//
+// Each op of a chunk of a full stage waits T/v (v chunks per rank, as stretto::sim::uniform_costs
+// prices it): `sleep` sleeps until its deadline, `spin` busy-waits (a compute-bound rank). Every
+// message carries B bytes (one row of B/8 doubles). Per schedule: one warm-up step, then N
+// measured steps; the span of a step is, as the simulator defines it, the longest rank's first
+// start to last end (a start is when the stage function begins, after its input arrived); the figure reported is the median over the N steps (the best is shown too).
+// "op late" is how long, on average, an op ran past its cost (a sleeping rank woken late by a
+// busy machine): the part of the gap that no message layer can remove.
+// The simulated span uses the same costs and a message delay: `auto` measures the one-way time
+// of a B-byte message between ranks 0 and 1 through the communicator (median of 20 ping-pongs).
+// Schedules whose policy rejects the shape are listed as skipped, with the reason.
+#include <mpi.h>
+
+#include <Kokkos_Core.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#if defined(__linux__)
+#include <sys/prctl.h>
+#endif
+
+#include <stretto/kokkos/executor.hpp>
+#include <stretto/mpi/communicator.hpp>
+#include <stretto/stretto.hpp>
+
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+
+struct options {
+  std::vector<std::string> schedules;  // empty: all
+  std::int32_t microbatches{0};        // 0: 2p
+  double t_f{20e-3}, t_b{20e-3}, t_w{20e-3};
+  std::vector<std::size_t> bytes{512 * 1024};
+  bool spin{false};
+  int steps{3};
+  double comm_delay{-1.0};  // < 0: measure
+  stretto::mpi::progress_mode progress{stretto::mpi::progress_mode::automatic};
+  stretto::mpi::wait_style waiting{stretto::mpi::wait_style::automatic};
+  double poll_interval{-1.0}, hot_time{-1.0};  // seconds; < 0: the communicator's defaults
+  bool json{false};
+};
+
+[[noreturn]] void usage_error(int rank, const std::string& text) {
+  if (rank == 0)
+    std::fprintf(stderr,
+                 "emulated_pipeline: error: %s\nusage: emulated_pipeline [--schedules all|NAME,...] [--microbatches M] "
+                 "[--t-f MS] [--t-b MS] [--t-w MS] [--bytes B,...] [--mode sleep|spin] [--steps N] "
+                 "[--comm-delay auto|SECONDS] [--progress auto|thread|poll] [--wait auto|spin|block] "
+                 "[--poll-interval-us US] [--hot-time-us US] [--format text|json]\n",
+                 text.c_str());
+  MPI_Finalize();
+  std::exit(2);
+}
+
+std::vector<std::string> split(const std::string& text) {
+  std::vector<std::string> out;
+  std::size_t pos = 0;
+  while (pos <= text.size()) {
+    const std::size_t comma = std::min(text.find(',', pos), text.size());
+    out.push_back(text.substr(pos, comma - pos));
+    pos = comma + 1;
+  }
+  return out;
+}
+
+// `value` in seconds, given in `unit` (scale: seconds per unit).
+double seconds_of(int rank, const std::string& flag, const std::string& value, const char* unit, double scale) {
+  char* end = nullptr;
+  const double x = std::strtod(value.c_str(), &end);
+  if (end == value.c_str() || *end != '\0' || !(x >= 0)) usage_error(rank, flag + " must be a number of " + unit + " >= 0");
+  return x * scale;
+}
+
+options parse(int argc, char** argv, int rank) {
+  options o;
+  for (int i = 1; i < argc; ++i) {
+    const std::string flag = argv[i];
+    if (flag.rfind("--kokkos", 0) == 0) continue;  // Kokkos' own flags
+    if (i + 1 >= argc) usage_error(rank, "missing value after " + flag);
+    const std::string value = argv[++i];
+    if (flag == "--schedules") {
+      if (value != "all") o.schedules = split(value);
+      for (const auto& name : o.schedules) try {
+          (void)stretto::policies::find_policy(name);
+        } catch (const std::exception& e) {
+          usage_error(rank, e.what());
+        }
+    } else if (flag == "--microbatches") {
+      o.microbatches = std::atoi(value.c_str());
+      if (o.microbatches < 1) usage_error(rank, "--microbatches must be at least 1");
+    } else if (flag == "--t-f") {
+      o.t_f = seconds_of(rank, flag, value, "milliseconds", 1e-3);
+    } else if (flag == "--t-b") {
+      o.t_b = seconds_of(rank, flag, value, "milliseconds", 1e-3);
+    } else if (flag == "--t-w") {
+      o.t_w = seconds_of(rank, flag, value, "milliseconds", 1e-3);
+    } else if (flag == "--bytes") {
+      o.bytes.clear();
+      for (const auto& b : split(value)) {
+        const long long n = std::atoll(b.c_str());
+        if (n < 8 || n % 8 != 0) usage_error(rank, "--bytes: each size must be a multiple of 8 bytes, at least 8");
+        o.bytes.push_back(static_cast<std::size_t>(n));
+      }
+    } else if (flag == "--mode") {
+      if (value != "sleep" && value != "spin") usage_error(rank, "--mode must be sleep or spin");
+      o.spin = value == "spin";
+    } else if (flag == "--steps") {
+      o.steps = std::atoi(value.c_str());
+      if (o.steps < 1) usage_error(rank, "--steps must be at least 1");
+    } else if (flag == "--comm-delay") {
+      if (value == "auto") {
+        o.comm_delay = -1.0;
+      } else {
+        char* end = nullptr;
+        o.comm_delay = std::strtod(value.c_str(), &end);
+        if (end == value.c_str() || *end != '\0' || !(o.comm_delay >= 0))
+          usage_error(rank, "--comm-delay must be auto or a number of seconds >= 0");
+      }
+    } else if (flag == "--progress") {
+      if (value == "auto") o.progress = stretto::mpi::progress_mode::automatic;
+      else if (value == "thread") o.progress = stretto::mpi::progress_mode::thread;
+      else if (value == "poll") o.progress = stretto::mpi::progress_mode::poll;
+      else usage_error(rank, "--progress must be auto, thread or poll");
+    } else if (flag == "--wait") {
+      if (value == "auto") o.waiting = stretto::mpi::wait_style::automatic;
+      else if (value == "spin") o.waiting = stretto::mpi::wait_style::spin;
+      else if (value == "block") o.waiting = stretto::mpi::wait_style::block;
+      else usage_error(rank, "--wait must be auto, spin or block");
+    } else if (flag == "--poll-interval-us" || flag == "--hot-time-us") {
+      (flag == "--poll-interval-us" ? o.poll_interval : o.hot_time) = seconds_of(rank, flag, value, "microseconds", 1e-6);
+    } else if (flag == "--format") {
+      if (value != "text" && value != "json") usage_error(rank, "--format must be text or json");
+      o.json = value == "json";
+    } else {
+      usage_error(rank, "unknown flag " + flag);
+    }
+  }
+  return o;
+}
+
+stretto::mpi::communicator_options comm_options(const options& o) {
+  stretto::mpi::communicator_options c;
+  c.timeout = std::chrono::duration<double>(120.0);
+  c.progress = o.progress;
+  c.waiting = o.waiting;
+  if (o.poll_interval >= 0) c.poll_interval = std::chrono::duration<double>(o.poll_interval);
+  if (o.hot_time >= 0) c.hot_time = std::chrono::duration<double>(o.hot_time);
+  return c;
+}
+
+// Time the emulated ops took beyond their cost (a late wake-up), summed, and their number; and
+// when the first one started and the last one ended (the rank's span, as the simulator defines
+// it: from when its first op runs, not from when it starts waiting for that op's input).
+double late_total = 0.0;
+long emulated_ops = 0;
+clock_type::time_point first_start{}, last_end{};
+
+// Waits `seconds` from now: sleeping until the deadline, or spinning (a busy core).
+void emulate(double seconds, bool spin) {
+  const auto start = clock_type::now();
+  if (emulated_ops == 0) first_start = start;
+  const auto deadline = start + std::chrono::duration_cast<clock_type::duration>(std::chrono::duration<double>(seconds));
+  if (spin) {
+    while (clock_type::now() < deadline) {
+    }
+  } else {
+    std::this_thread::sleep_until(deadline);
+  }
+  last_end = clock_type::now();
+  late_total += std::chrono::duration<double>(last_end - deadline).count();
+  ++emulated_ops;
+}
+
+// Stage functions that only take their time; every tensor is one row of `features` doubles.
+struct emulated_model {
+  using matrix_type = stretto::kokkos::matrix<double, Kokkos::HostSpace>;
+  std::int64_t features{1};
+  double t_f{0}, t_b{0}, t_w{0};  // per op of this shape's chunks (already divided by v)
+  bool spin{false};
+  matrix_type first_input;
+
+  std::int64_t input_features(std::int32_t) const { return features; }
+  std::int64_t output_features(std::int32_t) const { return features; }
+  std::int64_t microbatch_rows(std::int32_t) const { return 1; }
+  matrix_type input(std::int32_t) const { return first_input; }
+  void forward(std::int32_t, std::int32_t, const matrix_type&, const matrix_type&) const { emulate(t_f, spin); }
+  double loss(std::int32_t, const matrix_type&, const matrix_type&) const { return 0.0; }
+  void backward_input(std::int32_t, std::int32_t, const matrix_type&, const matrix_type&) const { emulate(t_b, spin); }
+  void backward_weight(std::int32_t, std::int32_t) const { emulate(t_w, spin); }
+  void backward(std::int32_t, std::int32_t, const matrix_type&, const matrix_type&) const { emulate(t_b + t_w, spin); }
+};
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const std::size_t h = v.size() / 2;
+  return v.size() % 2 ? v[h] : 0.5 * (v[h - 1] + v[h]);
+}
+
+// One-way time of a `bytes` message between ranks 0 and 1 through the communicator (median of
+// 20 ping-pongs after 3 unmeasured ones), known to every rank.
+double measure_delay(int rank, int p, std::size_t bytes, const options& o) {
+  stretto::mpi::communicator comm(MPI_COMM_WORLD, {p, 1, 1}, comm_options(o));
+  std::vector<double> out(bytes / 8, 1.0), in(bytes / 8, 0.0);
+  const stretto::message_key ping{stretto::message_direction::activation, 0, 1, 0};
+  const stretto::message_key pong{stretto::message_direction::gradient, 1, 0, 0};
+  const stretto::op waiting{stretto::op_kind::forward, rank, 0};
+  std::vector<double> times;
+  MPI_Barrier(MPI_COMM_WORLD);
+  if (rank < 2) {
+    for (int i = 0; i < 23; ++i) {
+      const auto start = clock_type::now();
+      if (rank == 0) {
+        auto s = comm.post_send(ping, 1, static_cast<const double*>(out.data()), out.size());
+        auto r = comm.post_receive(pong, 1, in.data(), in.size());
+        comm.wait(s, waiting);
+        comm.wait(r, waiting);
+      } else {
+        auto r = comm.post_receive(ping, 0, in.data(), in.size());
+        comm.wait(r, waiting);
+        auto s = comm.post_send(pong, 0, static_cast<const double*>(out.data()), out.size());
+        comm.wait(s, waiting);
+      }
+      if (i >= 3) times.push_back(std::chrono::duration<double>(clock_type::now() - start).count() / 2);
+    }
+  }
+  double delay = rank == 0 ? median(times) : 0.0;
+  MPI_Bcast(&delay, 1, MPI_DOUBLE, 0, MPI_COMM_WORLD);
+  return delay;
+}
+
+struct result {
+  std::string name;
+  std::int32_t chunks{1};
+  std::string skipped;  // the policy's reason, when it rejects the shape
+  double simulated{0}, measured{0}, best{0};
+  double late{0};  // mean time an op ran past its cost (late wake-ups), over all ranks' measured ops
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int provided = 0;
+  MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided);
+  int code = 0;
+  {
+    Kokkos::ScopeGuard kokkos(argc, argv);
+    int rank = 0, p = 0;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &p);
+#if defined(__linux__) && defined(PR_SET_TIMERSLACK)
+    prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);  // sleeps end on time (default slack: 50 µs)
+#endif
+    const options o = parse(argc, argv, rank);
+    const std::int32_t m = o.microbatches > 0 ? o.microbatches : 2 * p;
+    try {
+      std::vector<std::string> names = o.schedules;
+      if (names.empty())
+        for (const auto& policy : stretto::policies::all_policies) names.emplace_back(policy.name);
+      bool threaded = false, oversubscribed = false;
+      {
+        stretto::mpi::communicator probe(MPI_COMM_WORLD, {p, 1, 1}, comm_options(o));
+        threaded = probe.has_progress_thread();
+        oversubscribed = probe.oversubscribed();
+      }
+      if (rank == 0 && o.json)
+        std::printf("{\n  \"benchmark\": \"emulated_pipeline\",\n  \"ranks\": %d,\n  \"microbatches\": %d,\n"
+                    "  \"t_f_ms\": %g,\n  \"t_b_ms\": %g,\n  \"t_w_ms\": %g,\n  \"mode\": \"%s\",\n  \"steps\": %d,\n"
+                    "  \"statistic\": \"median\",\n  \"progress\": \"%s\",\n  \"oversubscribed\": %s,\n  \"runs\": [",
+                    p, m, o.t_f * 1e3, o.t_b * 1e3, o.t_w * 1e3, o.spin ? "spin" : "sleep", o.steps,
+                    threaded ? "thread" : "poll", oversubscribed ? "true" : "false");
+      bool first_size = true;
+      for (const std::size_t bytes : o.bytes) {
+        const double delay = o.comm_delay >= 0 ? o.comm_delay : measure_delay(rank, p, bytes, o);
+        std::vector<result> results;
+        for (const auto& name : names) {
+          const stretto::policies::policy_info& policy = stretto::policies::find_policy(name);
+          result r{std::string(name), policy.default_chunks, {}, 0, 0, 0};
+          const stretto::pipeline_shape shape{p, m, policy.default_chunks};
+          if (std::string problem = policy.check(shape); !problem.empty()) {
+            r.skipped = problem;
+            results.push_back(r);
+            continue;
+          }
+          const stretto::schedule plan = policy.generate(shape);
+          const double v = shape.num_chunks;
+          const stretto::sim::uniform_costs costs{o.t_f, o.t_b, o.t_w, delay};
+          r.simulated = stretto::sim::simulate(plan, costs).metrics.span;
+          emulated_model model{static_cast<std::int64_t>(bytes / 8), o.t_f / v, o.t_b / v, o.t_w / v, o.spin, {}};
+          model.first_input = emulated_model::matrix_type("input", 1, bytes / 8);
+          stretto::mpi::communicator comm(MPI_COMM_WORLD, shape, comm_options(o));
+          stretto::kokkos::executor exec(plan, model, comm);
+          std::vector<double> spans;
+          double late[2] = {0.0, 0.0};  // this rank's late time and op count over the measured steps
+          for (int step = 0; step <= o.steps; ++step) {
+            MPI_Barrier(MPI_COMM_WORLD);
+            late_total = 0.0;
+            emulated_ops = 0;
+            (void)exec.run_step();
+            const double mine = emulated_ops > 0 ? std::chrono::duration<double>(last_end - first_start).count() : 0.0;
+            double span = 0.0;
+            MPI_Allreduce(&mine, &span, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+            if (step > 0) {  // step 0 warms up
+              spans.push_back(span);
+              late[0] += late_total;
+              late[1] += static_cast<double>(emulated_ops);
+            }
+          }
+          double late_sum[2] = {0.0, 0.0};
+          MPI_Reduce(late, late_sum, 2, MPI_DOUBLE, MPI_SUM, 0, MPI_COMM_WORLD);
+          r.late = late_sum[1] > 0 ? late_sum[0] / late_sum[1] : 0.0;
+          r.measured = median(spans);
+          r.best = *std::min_element(spans.begin(), spans.end());
+          results.push_back(r);
+        }
+        if (rank != 0) continue;
+        // Ranking: every pair that the simulator orders by more than 1 % must be ordered alike.
+        std::vector<const result*> ran;
+        for (const auto& r : results)
+          if (r.skipped.empty()) ran.push_back(&r);
+        std::vector<std::string> discordant;
+        std::size_t compared = 0;
+        for (std::size_t a = 0; a < ran.size(); ++a)
+          for (std::size_t b = 0; b < ran.size(); ++b) {
+            if (ran[a]->simulated >= 0.99 * ran[b]->simulated) continue;  // a faster by > 1 %
+            ++compared;
+            if (ran[a]->measured >= ran[b]->measured) discordant.push_back(ran[a]->name + " < " + ran[b]->name);
+          }
+        double worst = 0.0;
+        for (const auto* r : ran) worst = std::max(worst, r->measured / r->simulated);
+        const result* h1 = nullptr;
+        const result* ofob = nullptr;
+        for (const auto* r : ran) {
+          if (r->name == "zb-h1") h1 = r;
+          if (r->name == "1f1b") ofob = r;
+        }
+        if (o.json) {
+          std::printf("%s\n    {\"bytes\": %zu, \"comm_delay_ms\": %.4f, \"worst_ratio\": %.4f, \"pairs_compared\": %zu, "
+                      "\"ranking_matches\": %s, \"discordant\": [",
+                      first_size ? "" : ",", bytes, delay * 1e3, worst, compared, discordant.empty() ? "true" : "false");
+          for (std::size_t i = 0; i < discordant.size(); ++i) std::printf("%s\"%s\"", i ? ", " : "", discordant[i].c_str());
+          std::printf("],\n     \"schedules\": [");
+          for (std::size_t i = 0; i < results.size(); ++i) {
+            const result& r = results[i];
+            if (!r.skipped.empty())
+              std::printf("%s\n       {\"name\": \"%s\", \"chunks\": %d, \"skipped\": \"%s\"}", i ? "," : "", r.name.c_str(), r.chunks, r.skipped.c_str());
+            else
+              std::printf("%s\n       {\"name\": \"%s\", \"chunks\": %d, \"simulated_ms\": %.3f, \"measured_ms\": %.3f, \"best_ms\": %.3f, \"ratio\": %.4f, \"op_late_ms\": %.4f}",
+                          i ? "," : "", r.name.c_str(), r.chunks, r.simulated * 1e3, r.measured * 1e3, r.best * 1e3,
+                          r.measured / r.simulated, r.late * 1e3);
+          }
+          std::printf("]}");
+        } else {
+          std::printf("p = %d, m = %d, T_F/T_B/T_W = %g/%g/%g ms, %s, messages %zu B, message delay %.3f ms (%s), "
+                      "progress: %s%s; span = median of %d steps after a warm-up\n",
+                      p, m, o.t_f * 1e3, o.t_b * 1e3, o.t_w * 1e3, o.spin ? "spin" : "sleep", bytes, delay * 1e3,
+                      o.comm_delay >= 0 ? "given" : "measured", threaded ? "thread" : "poll",
+                      oversubscribed ? ", oversubscribed" : "", o.steps);
+          std::printf("%-18s %3s %14s %14s %12s %7s %13s\n", "schedule", "v", "simulated [ms]", "measured [ms]", "best [ms]",
+                      "ratio", "op late [ms]");
+          for (const auto& r : results) {
+            if (!r.skipped.empty())
+              std::printf("%-18s %3d   skipped: %s\n", r.name.c_str(), r.chunks, r.skipped.c_str());
+            else
+              std::printf("%-18s %3d %14.2f %14.2f %12.2f %7.3f %13.3f\n", r.name.c_str(), r.chunks, r.simulated * 1e3,
+                          r.measured * 1e3, r.best * 1e3, r.measured / r.simulated, r.late * 1e3);
+          }
+          std::printf("worst measured/simulated: %.3f; ranking: %s (%zu pairs the simulator orders by > 1 %%)\n", worst,
+                      discordant.empty() ? "same as simulated" : "differs", compared);
+          for (const auto& d : discordant) std::printf("  simulated %s, measured the other way\n", d.c_str());
+          if (h1 && ofob)
+            std::printf("zb-h1 vs 1f1b: %.2f vs %.2f ms measured (%s), %.2f vs %.2f ms simulated\n", h1->measured * 1e3,
+                        ofob->measured * 1e3, h1->measured < ofob->measured ? "zb-h1 faster" : "zb-h1 NOT faster",
+                        h1->simulated * 1e3, ofob->simulated * 1e3);
+          std::printf("\n");
+        }
+        std::fflush(stdout);
+        first_size = false;
+      }
+      if (rank == 0 && o.json) std::printf("\n  ]\n}\n");
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "emulated_pipeline: rank %d: %s\n", rank, e.what());
+      code = 1;
+    }
+  }
+  if (code != 0) MPI_Abort(MPI_COMM_WORLD, code);
+  MPI_Finalize();
+  return code;
+}
