@@ -10,7 +10,8 @@
 //   rank 3           F0 B0 F1 B1 ...
 //
 // Per epoch it prints the loss, the test accuracy, samples/s, and the bubble rate measured from
-// the executor's own timeline beside the one simulated from the measured per-stage op times.
+// the executor's own timeline (idle = span − compute, where a wait for an input is idle) beside
+// the one simulated from the measured per-stage compute times.
 //
 //   scripts/launch.sh -n 4 build/examples/fashion_mnist/stretto.example.fashion_mnist --schedule zb-h1
 //
@@ -225,7 +226,7 @@ int train(const options& opt, int rank, int size) {
     model.set_training(true);
     double loss_sum = 0.0;
     op_time_sums sums(stages);
-    std::vector<double> windows;  // per step: this rank's first start, last end, busy
+    std::vector<double> windows;  // per step: this rank's last compute end since the step's origin, busy
     MPI_Barrier(MPI_COMM_WORLD);
     const auto epoch_start = clock_type::now();
     for (std::int64_t step = 0; step < steps; ++step) {
@@ -233,16 +234,12 @@ int train(const options& opt, int rank, int size) {
       if (last_rank) fill_labels(train_labels, order, step * opt.batch_size, batch_labels);
       model.set_batch(batch_inputs, batch_labels, opt.batch_size, opt.microbatches, opt.batch_size);
       MPI_Barrier(MPI_COMM_WORLD);
-      const stretto::kokkos::step_record record = exec->run_step(clock_type::now());
+      const stretto::kokkos::step_record& record = exec->run_step(clock_type::now());
       stretto::mpi::allreduce_replica_gradients(replica_comm, plan, model);
       model.apply_gradients(opt.lr, opt.momentum);
       loss_sum += record.loss;
-      double busy = 0.0;
-      for (const auto& t : record.ops) {
-        busy += t.end - t.start;
-        sums.add(t);
-      }
-      windows.insert(windows.end(), {record.ops.front().start, record.ops.back().end, busy});
+      for (const auto& t : record.ops) sums.add(t);  // compute intervals: waits excluded
+      windows.insert(windows.end(), {record.end(), record.busy()});
       if (profile) {
         profile->add(record.ops);
         if (step + 1 == std::min<std::int64_t>(opt.profile_steps, steps)) {
@@ -291,15 +288,16 @@ int train(const options& opt, int rank, int size) {
                static_cast<int>(windows.size()), MPI_DOUBLE, 0, MPI_COMM_WORLD);
     if (rank != 0) continue;
 
-    // Measured bubble rate: per step, span = the longest rank window; idle = p·span − Σ busy.
+    // Measured bubble rate: every rank starts a step at the same origin (after a barrier); per
+    // step, span = the latest compute end over ranks; idle = p·span − Σ busy (waits are idle).
     double span_total = 0.0, busy_total = 0.0;
     for (std::int64_t step = 0; step < steps; ++step) {
       double span = 0.0;
       for (int r = 0; r < size; ++r) {
         const double* w = &all_windows[(static_cast<std::size_t>(r) * static_cast<std::size_t>(steps) +
-                                        static_cast<std::size_t>(step)) * 3];
-        span = std::max(span, w[1] - w[0]);
-        busy_total += w[2];
+                                        static_cast<std::size_t>(step)) * 2];
+        span = std::max(span, w[0]);
+        busy_total += w[1];
       }
       span_total += span;
     }

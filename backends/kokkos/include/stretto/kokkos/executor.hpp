@@ -80,10 +80,130 @@ struct executor_options {
   std::int32_t receive_lookahead{4};
 };
 
-/** @brief What one step of one rank returns. */
+/**
+@brief The four instants of one op on one rank, in seconds since the step's origin.
+
+`wait_begin` ≤ `compute_begin` ≤ `compute_end` ≤ `send_complete`:
+- `wait_begin`: the op became the rank's next op and began waiting for its input (a receive from
+  another rank; an input that is local or none is there at once, so then `compute_begin` follows
+  within the executor's overhead);
+- `compute_begin`, `compute_end`: the stage function's call, from the moment its input is there
+  to the end of the `Kokkos::fence` after it (its output's send is posted inside);
+- `send_complete`: when the executor saw the send of the op's output complete (it tests pending
+  sends after every op and waits for the rest at the step's end, so this is an upper bound);
+  `compute_end` for ops that send nothing to another rank (W, a local hand-over, the loss).
+*/
+struct op_trace {
+  op what{};
+  double wait_begin{0.0};
+  double compute_begin{0.0};
+  double compute_end{0.0};
+  double send_complete{0.0};
+
+  double wait() const noexcept { return compute_begin - wait_begin; }        ///< seconds idle before the op
+  double compute() const noexcept { return compute_end - compute_begin; }  ///< seconds of work
+  friend constexpr bool operator==(const op_trace&, const op_trace&) = default;
+};
+
+/**
+@brief What one step of one rank returns.
+
+`ops` holds the compute intervals (`compute_begin`, `compute_end`) in the simulator's
+`sim::op_timing` form, ready for `sim::timeline` and `sim::op_time_profile`; `trace` holds all four
+instants of each op. A rank's idle time is `span` minus `busy`: the bubble rate of a step over p
+ranks started together is (p·max_r end_r − Σ_r busy_r) / (p·max_r end_r).
+*/
 struct step_record {
-  std::vector<sim::op_timing> ops;  ///< this rank's ops, in seconds since the step's origin
+  std::vector<sim::op_timing> ops;  ///< this rank's ops, compute intervals, seconds since the step's origin
+  std::vector<op_trace> trace;      ///< this rank's ops, every instant, in execution order
   double loss{0.0};                 ///< sum of `model.loss` over microbatches (last stage only)
+
+  /// The end of this rank's last computation, seconds since the origin (0 if the rank has no op).
+  double end() const noexcept {
+    double e = 0.0;
+    for (const auto& t : trace) e = std::max(e, t.compute_end);
+    return e;
+  }
+  /// Seconds this rank computed: Σ (compute_end − compute_begin); waits for inputs are not busy.
+  double busy() const noexcept {
+    double b = 0.0;
+    for (const auto& t : trace) b += t.compute();
+    return b;
+  }
+  /// Seconds this rank was idle between the origin and `end()`: `end() − busy()`.
+  double idle() const noexcept { return end() - busy(); }
+};
+
+/**
+@brief What an executor reports while it runs: override the events you need (every one does
+nothing by default), then `executor::add_observer`.
+
+In the manner of Taskflow's observers, the executor calls each added observer at each event, in
+the order they were added, on the thread that runs the step; it never reads anything back, so an
+observer changes no schedule, message or result. `index` is the op's position in the running op
+list (`ops` of `on_step_begin`). Per op the events come in the order wait → compute begin →
+compute end → send complete (the last possibly after later ops' events). `timeline_recorder`
+is the observer behind `step_record`; trace writers or Kokkos Tools profiling regions
+(`Kokkos::Profiling::pushRegion` in `on_compute_begin`) plug in the same way.
+
+An observer must outlive the executor's steps and should not allocate per event if the step is to
+stay allocation-free.
+*/
+class observer {
+ public:
+  using clock = std::chrono::steady_clock;
+  virtual ~observer() = default;
+  /// A step (or a forward-only pass) starts; `origin` is the time its timings are measured from.
+  virtual void on_step_begin(std::span<const op> /*ops*/, clock::time_point /*origin*/) {}
+  /// Op `index` is next and begins waiting for its input.
+  virtual void on_wait_begin(std::size_t /*index*/, const op& /*o*/, clock::time_point /*t*/) {}
+  /// Op `index`'s input is there; its stage function is called now.
+  virtual void on_compute_begin(std::size_t /*index*/, const op& /*o*/, clock::time_point /*t*/) {}
+  /// Op `index`'s stage function returned and its kernels are fenced.
+  virtual void on_compute_end(std::size_t /*index*/, const op& /*o*/, clock::time_point /*t*/) {}
+  /// Op `index`'s output is delivered (its send completed, or it needed none).
+  virtual void on_send_complete(std::size_t /*index*/, const op& /*o*/, clock::time_point /*t*/) {}
+  /// Every op ran and every send completed.
+  virtual void on_step_end(clock::time_point /*t*/) {}
+};
+
+/**
+@brief The observer that records a `step_record`: per op its four instants in seconds since the
+step's origin. Its buffers keep their capacity from step to step (no allocation after the
+first step).
+*/
+class timeline_recorder final : public observer {
+ public:
+  void on_step_begin(std::span<const op> ops, clock::time_point origin) override {
+    origin_ = origin;
+    record_.ops.clear();
+    record_.trace.assign(ops.size(), op_trace{});
+    record_.loss = 0.0;
+    for (std::size_t i = 0; i < ops.size(); ++i) record_.trace[i].what = ops[i];
+  }
+  void on_wait_begin(std::size_t index, const op&, clock::time_point t) override {
+    record_.trace[index].wait_begin = seconds(t);
+  }
+  void on_compute_begin(std::size_t index, const op&, clock::time_point t) override {
+    record_.trace[index].compute_begin = seconds(t);
+  }
+  void on_compute_end(std::size_t index, const op&, clock::time_point t) override {
+    record_.trace[index].compute_end = seconds(t);
+  }
+  void on_send_complete(std::size_t index, const op&, clock::time_point t) override {
+    record_.trace[index].send_complete = seconds(t);
+  }
+  void on_step_end(clock::time_point) override {
+    for (const op_trace& t : record_.trace) record_.ops.push_back({t.what, t.compute_begin, t.compute_end});
+  }
+
+  const step_record& record() const noexcept { return record_; }
+  step_record& record() noexcept { return record_; }
+
+ private:
+  double seconds(clock::time_point t) const { return std::chrono::duration<double>(t - origin_).count(); }
+  clock::time_point origin_{};
+  step_record record_;
 };
 
 /**
@@ -153,8 +273,10 @@ class executor {
   @brief Runs this rank's op list once (one optimizer step's forward and backward work).
   @param origin the time that the returned timings are measured from (e.g. taken right after a
   barrier on every rank).
+  @return the step's timings and loss, recorded by the executor's `timeline_recorder`; valid until
+  the next step (copy it to keep it).
   */
-  step_record run_step(clock::time_point origin = clock::now()) {
+  const step_record& run_step(clock::time_point origin = clock::now()) {
     return run(static_ops_.data() != nullptr ? static_ops_ : schedule_.ops(rank_), origin, false);
   }
 
@@ -165,7 +287,7 @@ class executor {
   the model should not keep backward state meanwhile. The order (by microbatch, then stage) is
   deadlock-free under every placement.
   */
-  step_record run_forward_only(clock::time_point origin = clock::now())
+  const step_record& run_forward_only(clock::time_point origin = clock::now())
     requires requires(Model& m, const matrix_type& y) { m.output(std::int32_t{0}, y); }
   {
     if (forward_only_.empty()) {
@@ -178,10 +300,24 @@ class executor {
     return run(forward_only_, origin, true);
   }
 
+ /**
+  @brief Adds `o` to the observers called at each event of every later step (see `observer`).
+  @pre `o` outlives this executor's steps, or is removed before it dies.
+  */
+  void add_observer(observer& o) { observers_.push_back(&o); }
+  /** @brief Stops calling `o` (no effect if it was not added). */
+  void remove_observer(observer& o) { std::erase(observers_, &o); }
+
  private:
-  step_record run(std::span<const op> list, clock::time_point origin, bool forward_only) {
-    step_record record;
-    record.ops.reserve(list.size());
+  template <class Event, class... Args>
+  void notify(Event event, Args&&... args) {
+    (recorder_.*event)(args...);
+    for (observer* o : observers_) (o->*event)(args...);
+  }
+
+  const step_record& run(std::span<const op> list, clock::time_point origin, bool forward_only) {
+    notify(&observer::on_step_begin, list, origin);
+    double loss = 0.0;
     receive_ops_.clear();
     for (std::size_t i = 0; i < list.size(); ++i)
       if (needs_receive(list[i])) receive_ops_.push_back(i);
@@ -189,21 +325,30 @@ class executor {
     for (std::size_t i = 0; i < list.size(); ++i) {
       post_receives_through(list, i + static_cast<std::size_t>(options_.receive_lookahead));
       const op& o = list[i];
-      const auto start = clock::now();
+      notify(&observer::on_wait_begin, i, o, clock::now());
+      await_input(o);
+      notify(&observer::on_compute_begin, i, o, clock::now());
+      bool sent = false;
       switch (o.kind) {
-        case op_kind::forward: record.loss += run_forward(o, forward_only); break;
+        case op_kind::forward: loss += run_forward(i, o, forward_only, sent); break;
         case op_kind::backward_input:
-        case op_kind::backward: run_backward(o); break;
+        case op_kind::backward: run_backward(i, o, sent); break;
         case op_kind::backward_weight: model_.backward_weight(o.stage, o.microbatch); break;
       }
       Kokkos::fence();
       const auto end = clock::now();
-      record.ops.push_back({o, seconds(start - origin), seconds(end - origin)});
+      notify(&observer::on_compute_end, i, o, end);
+      if (!sent) notify(&observer::on_send_complete, i, o, end);
       release_completed_sends();
     }
-    for (auto& pending : sends_) comm_.wait(pending.request, pending.sender);
+    for (auto& pending : sends_) {
+      comm_.wait(pending.request, pending.sender);
+      notify(&observer::on_send_complete, pending.index, pending.sender, clock::now());
+    }
     sends_.clear();
-    return record;
+    notify(&observer::on_step_end, clock::now());
+    recorder_.record().loss = loss;
+    return recorder_.record();
   }
 
   struct message_buffer {
@@ -211,12 +356,11 @@ class executor {
     host_matrix host;  // the mirror the transport reads or writes when `device` is not host-accessible
     typename Comm::request request;
     op sender{};
+    std::size_t index{0};  // the sender's position in the running op list
   };
 
   static constexpr bool host_accessible =
       Kokkos::SpaceAccessibility<Kokkos::HostSpace, memory_space>::accessible;
-
-  static double seconds(clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
   std::size_t cell(std::int32_t stage, std::int32_t mb) const noexcept {
     return static_cast<std::size_t>(stage) * static_cast<std::size_t>(schedule_.num_microbatches()) +
@@ -259,14 +403,18 @@ class executor {
     }
   }
 
-  // Returns the input of `o` (activation for F, output gradient for B/BW), waiting for it if
-  // it comes from another rank, and forgets it (its last consumer is `o`).
+  // Waits until the input of `o` (activation for F, output gradient for B/BW) is there if it
+  // comes from another rank (and copies it to the device if it was staged on the host).
+  void await_input(const op& o) {
+    if (!needs_receive(o)) return;
+    message_buffer& b = (o.kind == op_kind::forward ? activation_in_ : gradient_in_)[cell(o.stage, o.microbatch)];
+    comm_.wait(b.request, o);
+    if constexpr (!host_accessible) Kokkos::deep_copy(b.device, b.host);
+  }
+
+  // Returns the input of `o` (after `await_input`) and forgets it (its last consumer is `o`).
   matrix_type take_input(const op& o, std::vector<message_buffer>& store) {
     message_buffer& b = store[cell(o.stage, o.microbatch)];
-    if (needs_receive(o)) {
-      comm_.wait(b.request, o);
-      if constexpr (!host_accessible) Kokkos::deep_copy(b.device, b.host);
-    }
     matrix_type input = b.device;
     b = message_buffer{};
     if (input.data() == nullptr && input.size() == 0 && model_.microbatch_rows(o.microbatch) > 0)
@@ -275,25 +423,28 @@ class executor {
     return input;
   }
 
-  void hand_over(const op& sender, message_key key, matrix_type value) {
+  // Returns whether a message was posted (false: a local hand-over).
+  bool hand_over(std::size_t index, const op& sender, message_key key, matrix_type value) {
     const std::int32_t to_rank = schedule_.rank_of(key.to_stage, key.microbatch);
     auto& store = key.direction == message_direction::activation ? activation_in_ : gradient_in_;
     message_buffer b;
     b.device = std::move(value);
     if (to_rank == rank_) {  // same rank: a local hand-over, no message
       store[cell(key.to_stage, key.microbatch)] = std::move(b);
-      return;
+      return false;
     }
     if constexpr (!host_accessible) {
       b.host = Kokkos::create_mirror_view(b.device);
       Kokkos::deep_copy(b.host, b.device);
     }
     b.sender = sender;
+    b.index = index;
     b.request = comm_.post_send(key, to_rank, static_cast<const scalar_type*>(transport_data(b)), b.device.size());
     sends_.push_back(std::move(b));
+    return true;
   }
 
-  double run_forward(const op& o, bool forward_only) {
+  double run_forward(std::size_t index, const op& o, bool forward_only, bool& sent) {
     const matrix_type input = o.stage == 0 ? matrix_type(model_.input(o.microbatch)) : take_input(o, activation_in_);
     matrix_type output = allocate("stretto::activation_out", model_.microbatch_rows(o.microbatch),
                                   model_.output_features(o.stage));
@@ -310,11 +461,11 @@ class executor {
       gradient_in_[cell(o.stage, o.microbatch)] = std::move(b);
       return loss;
     }
-    hand_over(o, {message_direction::activation, o.stage, o.stage + 1, o.microbatch}, std::move(output));
+    sent = hand_over(index, o, {message_direction::activation, o.stage, o.stage + 1, o.microbatch}, std::move(output));
     return 0.0;
   }
 
-  void run_backward(const op& o) {
+  void run_backward(std::size_t index, const op& o, bool& sent) {
     const matrix_type gradient = take_input(o, gradient_in_);
     matrix_type input_gradient =
         o.stage == 0 ? matrix_type() : allocate("stretto::gradient_out", model_.microbatch_rows(o.microbatch),
@@ -330,13 +481,16 @@ class executor {
       model_.backward_input(o.stage, o.microbatch, gradient, input_gradient);
     }
     if (o.stage > 0)
-      hand_over(o, {message_direction::gradient, o.stage, o.stage - 1, o.microbatch}, std::move(input_gradient));
+      sent = hand_over(index, o, {message_direction::gradient, o.stage, o.stage - 1, o.microbatch}, std::move(input_gradient));
   }
 
   void release_completed_sends() {
     std::size_t kept = 0;
     for (std::size_t i = 0; i < sends_.size(); ++i) {
-      if (comm_.test(sends_[i].request)) continue;
+      if (comm_.test(sends_[i].request)) {
+        notify(&observer::on_send_complete, sends_[i].index, sends_[i].sender, clock::now());
+        continue;
+      }
       if (kept != i) sends_[kept] = std::move(sends_[i]);
       ++kept;
     }
@@ -355,6 +509,8 @@ class executor {
   std::vector<std::size_t> receive_ops_;       // indices of the running op list's ops that receive
   std::size_t next_receive_{0};
   std::vector<message_buffer> sends_;          // sends still in flight, with their buffers
+  timeline_recorder recorder_;                 // the observer behind step_record
+  std::vector<observer*> observers_;           // added by the user, called after recorder_
 };
 
 }  // namespace stretto::kokkos
