@@ -24,6 +24,8 @@ functions on `Kokkos::View`s and moving activations and gradients through a `str
 #include <stretto/core/schedule.hpp>
 #include <stretto/core/transport.hpp>
 #include <stretto/graph/validate.hpp>
+#include <stretto/sim/cost_model.hpp>
+#include <stretto/sim/simulator.hpp>
 #include <stretto/sim/timeline.hpp>
 
 namespace stretto::kokkos {
@@ -207,12 +209,76 @@ class timeline_recorder final : public observer {
 };
 
 /**
+@brief Matrices reused from step to step: the executor's activations, gradients and messages.
+
+A buffer is a `[rows, cols]` matrix allocated once. `acquire(label, rows, cols, rows_hint)`
+returns a managed view of the first `rows` rows of a free buffer of width `cols` with at least
+`rows` rows (first fit); when none is free it allocates `growth()` new buffers of
+`max(rows, rows_hint)` rows at once and returns the first.
+A buffer is free when nobody but the pool holds a view of it (`use_count() == 1`): the executor's
+stores, a message in flight and a model's saved state all keep it in use without telling the
+pool, and let it go by dropping their views. In steady state (same shapes every step) a step
+therefore allocates nothing once the first step has grown the pool to its peak.
+
+**Cost.** `acquire` scans the buffers: O(number of buffers) per call, no allocation when one
+is free. **Sizing.** The executor sets `growth` to the most buffers its rank can hold at once
+by the schedule: 3 per microbatch state the rank holds at its simulated peak (from F to W the
+model may keep F's input and output and B's output gradient) + the receive lookahead + 2 (a
+loss gradient and a send in flight). A width therefore reaches its peak the first time it is
+used, however the messages' timing varies from step to step.
+*/
+template <class Matrix>
+class buffer_pool {
+ public:
+  void reserve(std::size_t buffers) { slots_.reserve(buffers); }
+  /** @brief How many buffers an `acquire` that finds none free allocates (at least 1). */
+  void set_growth(std::size_t buffers) noexcept { growth_ = std::max<std::size_t>(buffers, 1); }
+  std::size_t growth() const noexcept { return growth_; }
+
+  /** @brief A `[rows, cols]` view of a free buffer; allocates `growth()` of `max(rows, rows_hint)` rows if none is free. */
+  Matrix acquire(const char* label, std::int64_t rows, std::int64_t cols, std::int64_t rows_hint = 0) {
+    for (Matrix& slot : slots_)
+      if (slot.use_count() == 1 && static_cast<std::int64_t>(slot.extent(1)) == cols &&
+          static_cast<std::int64_t>(slot.extent(0)) >= rows)
+        return head(slot, rows);
+    const std::size_t first = slots_.size();
+    for (std::size_t k = 0; k < growth_; ++k) {
+      ++allocations_;
+      slots_.emplace_back(Kokkos::view_alloc(Kokkos::WithoutInitializing, std::string(label)),
+                          static_cast<std::size_t>(std::max(rows, rows_hint)), static_cast<std::size_t>(cols));
+    }
+    return head(slots_[first], rows);
+  }
+
+  /** @brief Buffers the pool holds. */
+  std::size_t size() const noexcept { return slots_.size(); }
+  /** @brief Buffers allocated since construction (equals `size()`: none is ever released). */
+  std::size_t allocations() const noexcept { return allocations_; }
+  /** @brief Buffers someone besides the pool holds a view of. */
+  std::size_t in_use() const noexcept {
+    return static_cast<std::size_t>(std::count_if(slots_.begin(), slots_.end(), [](const Matrix& m) { return m.use_count() > 1; }));
+  }
+
+ private:
+  static Matrix head(const Matrix& slot, std::int64_t rows) {
+    return Kokkos::subview(slot, Kokkos::make_pair(std::int64_t{0}, rows), Kokkos::ALL);
+  }
+  std::vector<Matrix> slots_;
+  std::size_t allocations_{0};
+  std::size_t growth_{1};
+};
+
+/**
 @brief Runs rank `comm.rank()`'s op list of a schedule with `Model`'s stage functions.
 
 **Message flow.** F(s, mb) sends its output to stage s+1 and B/BW(s, mb) its input gradient to
 stage s−1, as `message_key`s, through `comm` when the other stage is on another rank, by a local
 hand-over (no copy, no message) when it is on the same rank. Receives are posted
 `receive_lookahead` ops ahead; a send's buffer is released as soon as its request completes.
+
+**Memory.** Every output, input gradient, loss gradient and receive buffer comes from a
+`buffer_pool` (`pool()`); after the first step of a shape, a step allocates nothing (see
+`buffer_pool`), provided the model lets go of the views it is given once it no longer needs them.
 
 **Host staging.** When `MemorySpace` is not host-accessible (CUDA, HIP), messages go through host
 mirrors, so any MPI works; the schedule logic is unchanged.
@@ -261,6 +327,17 @@ class executor {
       throw argument_error(stretto::detail::cat("stretto::kokkos::executor: transport rank ", rank_,
                                                 " is outside the schedule's ", s.num_ranks(), " ranks"));
     if (options_.receive_lookahead < 0) options_.receive_lookahead = 0;
+    // Buffers held at once (see buffer_pool): per microbatch state (F to W) its input, output and
+    // output gradient, the receives posted ahead, a loss gradient and a send in flight.
+    const double v = s.shape().num_chunks;
+    const double states = sim::peak_memory(s, sim::uniform_costs{1, 1, 1, 0, v, v})[static_cast<std::size_t>(rank_)];
+    const auto expected = 3 * static_cast<std::size_t>(states) + static_cast<std::size_t>(options_.receive_lookahead) + 2;
+    pool_.set_growth(expected);
+    pool_.reserve(4 * expected);
+    if constexpr (!host_accessible) {
+      host_pool_.set_growth(expected);
+      host_pool_.reserve(4 * expected);
+    }
     const auto cells = static_cast<std::size_t>(s.num_stages()) * static_cast<std::size_t>(s.num_microbatches());
     activation_in_.resize(cells);
     gradient_in_.resize(cells);
@@ -268,6 +345,8 @@ class executor {
 
  public:
   const schedule& plan() const noexcept { return schedule_; }
+  /** @brief The buffers of activations, gradients and messages (device memory space). */
+  const buffer_pool<matrix_type>& pool() const noexcept { return pool_; }
 
   /**
   @brief Runs this rank's op list once (one optimizer step's forward and backward work).
@@ -318,6 +397,9 @@ class executor {
   const step_record& run(std::span<const op> list, clock::time_point origin, bool forward_only) {
     notify(&observer::on_step_begin, list, origin);
     double loss = 0.0;
+    max_rows_ = 0;
+    for (std::int32_t mb = 0; mb < schedule_.num_microbatches(); ++mb)
+      max_rows_ = std::max<std::int64_t>(max_rows_, model_.microbatch_rows(mb));
     receive_ops_.clear();
     for (std::size_t i = 0; i < list.size(); ++i)
       if (needs_receive(list[i])) receive_ops_.push_back(i);
@@ -376,9 +458,12 @@ class executor {
     return false;
   }
 
-  static matrix_type allocate(const char* label, std::int64_t rows, std::int64_t cols) {
-    return matrix_type(Kokkos::view_alloc(Kokkos::WithoutInitializing, std::string(label)),
-                       static_cast<std::size_t>(rows), static_cast<std::size_t>(cols));
+  matrix_type allocate(const char* label, std::int64_t rows, std::int64_t cols) {
+    return pool_.acquire(label, rows, cols, max_rows_);
+  }
+  host_matrix host_buffer(const matrix_type& device) {
+    return host_pool_.acquire("stretto::host_staging", static_cast<std::int64_t>(device.extent(0)),
+                              static_cast<std::int64_t>(device.extent(1)), max_rows_);
   }
 
   scalar_type* transport_data(message_buffer& b) {
@@ -397,7 +482,7 @@ class executor {
       message_buffer b;
       b.device = allocate(forward ? "stretto::activation_in" : "stretto::gradient_in",
                           model_.microbatch_rows(o.microbatch), cols);
-      if constexpr (!host_accessible) b.host = Kokkos::create_mirror_view(b.device);
+      if constexpr (!host_accessible) b.host = host_buffer(b.device);
       b.request = comm_.post_receive(key, schedule_.rank_of(from_stage, o.microbatch), transport_data(b), b.device.size());
       (forward ? activation_in_ : gradient_in_)[cell(o.stage, o.microbatch)] = std::move(b);
     }
@@ -434,7 +519,7 @@ class executor {
       return false;
     }
     if constexpr (!host_accessible) {
-      b.host = Kokkos::create_mirror_view(b.device);
+      b.host = host_buffer(b.device);
       Kokkos::deep_copy(b.host, b.device);
     }
     b.sender = sender;
@@ -510,6 +595,9 @@ class executor {
   std::size_t next_receive_{0};
   std::vector<message_buffer> sends_;          // sends still in flight, with their buffers
   timeline_recorder recorder_;                 // the observer behind step_record
+  buffer_pool<matrix_type> pool_;              // activations, gradients, receive buffers
+  buffer_pool<host_matrix> host_pool_;         // host staging of messages (device memory only)
+  std::int64_t max_rows_{0};                   // the largest microbatch of the running step
   std::vector<observer*> observers_;           // added by the user, called after recorder_
 };
 
