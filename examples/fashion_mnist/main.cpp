@@ -1,6 +1,7 @@
 // Fashion-MNIST trained pipeline-parallel: Stretto's main demo.
 //
-// An MLP (784-512-512-256-10 by default) is cut into one stage per MPI rank. A schedule policy
+// An MLP (784-512-512-256-256-128-128-64-10 by default) is cut into one stage per MPI rank (two
+// for looped and V-shaped schedules), by cost: stretto::partition over the layers' flops. A schedule policy
 // generates each rank's op list; Stretto validates it, simulates it, and the Kokkos executor runs
 // it, moving activations and gradients between ranks with MPI:
 //
@@ -181,7 +182,12 @@ int train(const options& opt, int rank, int size) {
   const bool first_rank = local_stages.front() == 0;
   const bool last_rank = local_stages.back() == stages - 1;
 
-  model_type model(widths, stages, local_stages, opt.seed);
+  // Stages by cost, not by layer count: the layers' flops (model_type::layer_flops) cut into
+  // `stages` contiguous stages with the slowest as fast as possible.
+  std::vector<double> layer_costs;
+  for (std::int32_t l = 0; l < num_layers; ++l) layer_costs.push_back(model_type::layer_flops(widths, l));
+  const stretto::partition_result cut = stretto::partition(layer_costs, stages);
+  model_type model(widths, cut.boundaries, local_stages, opt.seed);
   const stretto::mpi::communicator_options comm_options{std::chrono::duration<double>(opt.timeout),
                                                         stretto::mpi::timeout_action::abort};
   stretto::mpi::communicator comm(MPI_COMM_WORLD, shape, comm_options);
@@ -210,9 +216,19 @@ int train(const options& opt, int rank, int size) {
   if (rank == 0) {
     std::string model_text;
     for (auto w : widths) model_text += (model_text.empty() ? "" : "-") + std::to_string(w);
-    std::printf("fashion_mnist: %d ranks x %d chunks, schedule %s, %d microbatches of %lld, model %s (%d layers), %lld steps/epoch\n",
+    std::string stage_text;
+    double total_cost = 0.0;
+    for (double c : layer_costs) total_cost += c;
+    for (std::int32_t s = 0; s < stages; ++s) {
+      double c = 0.0;
+      for (std::int32_t l = cut.first_layer(s); l < cut.first_layer(s + 1); ++l) c += layer_costs[static_cast<std::size_t>(l)];
+      stage_text += stretto::detail::cat(s == 0 ? "" : " ", "[", cut.first_layer(s), ",", cut.first_layer(s + 1), ")");
+      stage_text += " " + std::to_string(static_cast<int>(100.0 * c / total_cost + 0.5)) + "%";
+    }
+    std::printf("fashion_mnist: %d ranks x %d chunks, schedule %s, %d microbatches of %lld, model %s (%d layers), %lld steps/epoch\n"
+                "stages by flops: %s\n",
                 size, chunks, opt.schedule.c_str(), opt.microbatches, static_cast<long long>(opt.batch_size / opt.microbatches),
-                model_text.c_str(), num_layers, static_cast<long long>(steps));
+                model_text.c_str(), num_layers, static_cast<long long>(steps), stage_text.c_str());
     std::fflush(stdout);
   }
 

@@ -8,8 +8,14 @@ Used by the Fashion-MNIST demo and by the gradient-equivalence tests. Dense laye
 
 **Shapes.** `widths = {w0, w1, ..., wL}` gives L dense layers; layer l maps `[rows, w_l]` to
 `[rows, w_{l+1}]` as y = x·Wᵀ + b, with ReLU after every layer but the last. Weights are
-`W_l: [w_{l+1}, w_l]`, biases `b_l: [w_{l+1}]`. Stage s of S holds layers
-[⌊s·L/S⌋, ⌊(s+1)·L/S⌋), so every stage has at least one layer when L ≥ S.
+`W_l: [w_{l+1}, w_l]`, biases `b_l: [w_{l+1}]`. By default stage s of S holds layers
+[⌊s·L/S⌋, ⌊(s+1)·L/S⌋), so every stage has at least one layer when L ≥ S; the other constructor
+takes the stage boundaries (e.g. from `stretto::partition` over per-layer costs, see
+`layer_flops`).
+
+**Memory.** Each (stage, microbatch) keeps its buffers from step to step and reuses them; W
+drops only the views it was handed (the stage's input and output, the output gradient), so
+after the first step of a batch shape no view is allocated.
 
 **Determinism.** Layer l is initialised from `seed` and l alone (He-uniform), so every partition
 of the same network starts from the same weights: a pipelined run and a sequential run are
@@ -52,17 +58,45 @@ class mlp_model {
       throw std::invalid_argument(stretto::detail::cat(
           "the model has ", num_layers, " layers but the pipeline has ", num_stages,
           " stages; every stage needs at least one layer, so use at most ", num_layers, " stages"));
-    layers_.resize(static_cast<std::size_t>(num_layers));
-    for (std::int32_t s : local_stages)
-      for (std::int32_t l = first_layer(s); l < first_layer(s + 1); ++l) init_layer(l, seed);
-    saved_.resize(static_cast<std::size_t>(num_stages));
+    for (std::int32_t s = 0; s <= num_stages; ++s)
+      boundaries_.push_back(static_cast<std::int32_t>((static_cast<std::int64_t>(s) * num_layers) / num_stages));
+    init(local_stages, seed);
+  }
+
+  /**
+  @brief Creates the layers of `local_stages`, stage s holding layers [boundaries[s], boundaries[s+1]).
+  @throws std::invalid_argument unless 0 = boundaries[0] < boundaries[1] < … = L (the number of
+  layers): every stage needs at least one layer.
+  */
+  mlp_model(std::vector<std::int64_t> widths, std::vector<std::int32_t> boundaries,
+            std::vector<std::int32_t> local_stages, std::uint64_t seed)
+      : widths_(std::move(widths)),
+        num_stages_(static_cast<std::int32_t>(boundaries.size()) - 1),
+        boundaries_(std::move(boundaries)) {
+    const auto num_layers = static_cast<std::int32_t>(widths_.size()) - 1;
+    bool valid = num_stages_ >= 1 && boundaries_.front() == 0 && boundaries_.back() == num_layers;
+    for (std::size_t s = 0; valid && s + 1 < boundaries_.size(); ++s) valid = boundaries_[s] < boundaries_[s + 1];
+    if (!valid)
+      throw std::invalid_argument(stretto::detail::cat(
+          "mlp_model: stage boundaries must rise strictly from 0 to the number of layers, ", num_layers,
+          " (every stage holds at least one layer)"));
+    init(local_stages, seed);
+  }
+
+  /**
+  @brief Floating-point operations per sample of layer `l` in one F, B and W: the three GEMMs
+  (2·in·out each; layer 0 computes no input gradient, so 2 of them) plus the bias, ReLU and its
+  backward and the bias gradient (about 4·out). The demo partitions its stages by these costs.
+  */
+  static double layer_flops(const std::vector<std::int64_t>& widths, std::int32_t l) {
+    const auto in = static_cast<double>(widths[static_cast<std::size_t>(l)]);
+    const auto out = static_cast<double>(widths[static_cast<std::size_t>(l) + 1]);
+    return (l == 0 ? 4.0 : 6.0) * in * out + 4.0 * out;
   }
 
   std::int32_t num_layers() const noexcept { return static_cast<std::int32_t>(layers_.size()); }
   /** @brief The first layer of stage `s`; `first_layer(S)` is the number of layers. */
-  std::int32_t first_layer(std::int32_t s) const noexcept {
-    return static_cast<std::int32_t>((static_cast<std::int64_t>(s) * num_layers()) / num_stages_);
-  }
+  std::int32_t first_layer(std::int32_t s) const noexcept { return boundaries_[static_cast<std::size_t>(s)]; }
 
   // ---- the batch of the current step ---------------------------------------------------------
   /**
@@ -372,6 +406,13 @@ class mlp_model {
     return per_stage[static_cast<std::size_t>(mb)];
   }
 
+  void init(const std::vector<std::int32_t>& local_stages, std::uint64_t seed) {
+    layers_.resize(widths_.size() - 1);
+    for (std::int32_t s : local_stages)
+      for (std::int32_t l = first_layer(s); l < first_layer(s + 1); ++l) init_layer(l, seed);
+    saved_.resize(static_cast<std::size_t>(num_stages_));
+  }
+
   void init_layer(std::int32_t l, std::uint64_t seed) {
     const auto in = widths_[static_cast<std::size_t>(l)];
     const auto out = widths_[static_cast<std::size_t>(l) + 1];
@@ -422,6 +463,7 @@ class mlp_model {
 
   std::vector<std::int64_t> widths_;
   std::int32_t num_stages_;
+  std::vector<std::int32_t> boundaries_;  // stage s holds layers [boundaries_[s], boundaries_[s+1])
   std::vector<dense_layer> layers_;                            // all layers; only local ones allocated
   std::vector<std::vector<microbatch_state>> saved_;  // [stage][mb], reused from step to step
   matrix_type inputs_;

@@ -56,10 +56,14 @@ constexpr void check_values(std::span<const double> values, const char* what) {
 }
 
 // The exact DP behind `partition`: over prefixes, best[s][j] = the smallest possible largest
-// stage cost when layers [0, j) form s stages, each stage's memory within `cap`. Returns the
-// boundaries, or an empty vector when no cut meets the cap.
+// stage cost when layers [0, j) form s stages, each stage's memory within `cap`. With
+// `cost_cap` finite it minimises the sum of squared stage costs instead, among the cuts whose
+// every stage costs at most `cost_cap` (the second pass: the most even of the optimal cuts).
+// Returns the boundaries, or an empty vector when no cut meets the caps.
 constexpr std::vector<std::int32_t> partition_dp(std::span<const double> costs, std::span<const double> memory,
-                                                 std::int32_t stages, double cap) {
+                                                 std::int32_t stages, double cap,
+                                                 double cost_cap = std::numeric_limits<double>::infinity()) {
+  const bool even = cost_cap != std::numeric_limits<double>::infinity();
   const auto n = costs.size();
   const auto k = static_cast<std::size_t>(stages);
   std::vector<double> prefix(n + 1, 0.0), mem_prefix(n + 1, 0.0);
@@ -79,7 +83,8 @@ constexpr std::vector<std::int32_t> partition_dp(std::span<const double> costs, 
         const double before = best[(s - 1) * (n + 1) + i];
         if (before == none) continue;
         const double here = prefix[j] - prefix[i];
-        const double worst = before > here ? before : here;
+        if (even && here > cost_cap) break;  // longer stages only cost more
+        const double worst = even ? before + here * here : (before > here ? before : here);
         if (worst < best[s * (n + 1) + j]) {
           best[s * (n + 1) + j] = worst;
           cut[s * (n + 1) + j] = i;
@@ -109,6 +114,18 @@ constexpr partition_result make_partition_result(std::vector<std::int32_t> bound
   }
   return out;
 }
+// The optimum, then the most even cut (least Σ stage cost²) among those that reach it. The
+// second pass allows the optimum plus a relative 1e-12, so that rounding in the prefix sums
+// never excludes the first pass's own cut.
+constexpr partition_result best_even_cut(std::span<const double> costs, std::span<const double> memory,
+                                         std::int32_t stages, double memory_cap) {
+  const partition_result optimum = make_partition_result(partition_dp(costs, memory, stages, memory_cap), costs, memory);
+  std::vector<std::int32_t> even =
+      partition_dp(costs, memory, stages, memory_cap, optimum.max_cost * (1 + 1e-12) + 1e-300);
+  if (even.empty()) return optimum;
+  partition_result out = make_partition_result(std::move(even), costs, memory);
+  return out.max_cost <= optimum.max_cost ? out : optimum;
+}
 }  // namespace detail
 
 /**
@@ -118,9 +135,11 @@ slowest stage; the linear-partition problem).
 
 Optimal: an exact dynamic program over prefixes (best[s][j] = min over i of
 max(best[s−1][i], cost of layers [i, j))), O(k·L²) time and O(k·L) memory for L layers and k
-stages (a 1000-layer, 64-stage chain: 6.4·10⁷ steps). Of several optimal cuts it returns the
-one whose last stage starts latest... among the first found; stage costs are summed from
-prefix sums, so `max_cost` may differ from a direct sum in the last bits.
+stages (a 1000-layer, 64-stage chain: 6.4·10⁷ steps). A second pass of the same DP, limited to
+stages that cost at most the optimum, returns of all optimal cuts the most even one (least sum
+of squared stage costs), so that the stages which do not set the maximum are balanced too (it
+matters when a rank holds several stages, as in looped and V-shaped placements). Stage costs are
+compared through prefix sums; `max_cost` is summed directly.
 
 @throws argument_error if `stages` < 1, if there are fewer layers than stages (naming both counts:
 use at most L stages), or if a cost is negative, NaN or infinite.
@@ -131,8 +150,7 @@ constexpr partition_result partition(std::span<const double> costs, std::int32_t
     throw argument_error(detail::cat("stretto::partition: ", costs.size(), " layers cannot form ", stages,
                                      " stages of at least one layer each; use at most ", costs.size(), " stages"));
   detail::check_values(costs, "the cost");
-  return detail::make_partition_result(
-      detail::partition_dp(costs, {}, stages, std::numeric_limits<double>::infinity()), costs, {});
+  return detail::best_even_cut(costs, {}, stages, std::numeric_limits<double>::infinity());
 }
 
 /**
@@ -159,8 +177,7 @@ constexpr partition_result partition(std::span<const double> costs, std::int32_t
   if (!(memory_cap >= 0.0))
     throw argument_error(detail::cat("stretto::partition: the memory cap must be >= 0 (got ",
                                      detail::partition_number(memory_cap), ")"));
-  std::vector<std::int32_t> boundaries = detail::partition_dp(costs, memory, stages, memory_cap);
-  if (boundaries.empty()) {
+  if (detail::partition_dp(costs, memory, stages, memory_cap).empty()) {
     // The smallest cap that can be met: the least largest stage memory over all cuts.
     const partition_result least = detail::make_partition_result(
         detail::partition_dp(memory, {}, stages, std::numeric_limits<double>::infinity()), memory, {});
@@ -170,7 +187,7 @@ constexpr partition_result partition(std::span<const double> costs, std::int32_t
                                      " stages can meet is ", detail::partition_number(least.max_cost),
                                      " (raise the cap, or use more stages)"));
   }
-  return detail::make_partition_result(std::move(boundaries), costs, memory);
+  return detail::best_even_cut(costs, memory, stages, memory_cap);
 }
 
 }  // namespace stretto

@@ -139,6 +139,8 @@ TEST_CASE("partition.hand_worked_chains" * doctest::timeout(5)) {
   CHECK(capped.boundaries == std::vector<std::int32_t>{0, 3, 4});
   CHECK(capped.max_cost == 7.0);
   CHECK(capped.max_memory == 3.0);
+  // Of the cuts reaching the optimum 4, the most even: [4] [1 1] [1 1], not [4] [1] [1 1 1].
+  CHECK(stretto::partition(std::vector<double>{4, 1, 1, 1, 1}, 3).boundaries == std::vector<std::int32_t>{0, 1, 3, 5});
   // Computed at compile time.
   static_assert([] {
     const double c[] = {1, 2, 3, 4};
