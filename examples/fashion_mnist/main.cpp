@@ -1,6 +1,7 @@
 // Fashion-MNIST trained pipeline-parallel: Stretto's main demo.
 //
-// An MLP (784-512-512-256-10 by default) is cut into one stage per MPI rank. A schedule policy
+// An MLP (784-512-512-256-256-128-128-64-10 by default) is cut into one stage per MPI rank (two
+// for looped and V-shaped schedules), by cost: stretto::partition over the layers' flops. A schedule policy
 // generates each rank's op list; Stretto validates it, simulates it, and the Kokkos executor runs
 // it, moving activations and gradients between ranks with MPI:
 //
@@ -10,7 +11,8 @@
 //   rank 3           F0 B0 F1 B1 ...
 //
 // Per epoch it prints the loss, the test accuracy, samples/s, and the bubble rate measured from
-// the executor's own timeline beside the one simulated from the measured per-stage op times.
+// the executor's own timeline (idle = span − compute, where a wait for an input is idle) beside
+// the one simulated from the measured per-stage compute times.
 //
 //   scripts/launch.sh -n 4 build/examples/fashion_mnist/stretto.example.fashion_mnist --schedule zb-h1
 //
@@ -180,7 +182,12 @@ int train(const options& opt, int rank, int size) {
   const bool first_rank = local_stages.front() == 0;
   const bool last_rank = local_stages.back() == stages - 1;
 
-  model_type model(widths, stages, local_stages, opt.seed);
+  // Stages by cost, not by layer count: the layers' flops (model_type::layer_flops) cut into
+  // `stages` contiguous stages with the slowest as fast as possible.
+  std::vector<double> layer_costs;
+  for (std::int32_t l = 0; l < num_layers; ++l) layer_costs.push_back(model_type::layer_flops(widths, l));
+  const stretto::partition_result cut = stretto::partition(layer_costs, stages);
+  model_type model(widths, cut.boundaries, local_stages, opt.seed);
   const stretto::mpi::communicator_options comm_options{std::chrono::duration<double>(opt.timeout),
                                                         stretto::mpi::timeout_action::abort};
   stretto::mpi::communicator comm(MPI_COMM_WORLD, shape, comm_options);
@@ -209,9 +216,19 @@ int train(const options& opt, int rank, int size) {
   if (rank == 0) {
     std::string model_text;
     for (auto w : widths) model_text += (model_text.empty() ? "" : "-") + std::to_string(w);
-    std::printf("fashion_mnist: %d ranks x %d chunks, schedule %s, %d microbatches of %lld, model %s (%d layers), %lld steps/epoch\n",
+    std::string stage_text;
+    double total_cost = 0.0;
+    for (double c : layer_costs) total_cost += c;
+    for (std::int32_t s = 0; s < stages; ++s) {
+      double c = 0.0;
+      for (std::int32_t l = cut.first_layer(s); l < cut.first_layer(s + 1); ++l) c += layer_costs[static_cast<std::size_t>(l)];
+      stage_text += stretto::detail::cat(s == 0 ? "" : " ", "[", cut.first_layer(s), ",", cut.first_layer(s + 1), ")");
+      stage_text += " " + std::to_string(static_cast<int>(100.0 * c / total_cost + 0.5)) + "%";
+    }
+    std::printf("fashion_mnist: %d ranks x %d chunks, schedule %s, %d microbatches of %lld, model %s (%d layers), %lld steps/epoch\n"
+                "stages by flops: %s\n",
                 size, chunks, opt.schedule.c_str(), opt.microbatches, static_cast<long long>(opt.batch_size / opt.microbatches),
-                model_text.c_str(), num_layers, static_cast<long long>(steps));
+                model_text.c_str(), num_layers, static_cast<long long>(steps), stage_text.c_str());
     std::fflush(stdout);
   }
 
@@ -225,7 +242,7 @@ int train(const options& opt, int rank, int size) {
     model.set_training(true);
     double loss_sum = 0.0;
     op_time_sums sums(stages);
-    std::vector<double> windows;  // per step: this rank's first start, last end, busy
+    std::vector<double> windows;  // per step: this rank's last compute end since the step's origin, busy
     MPI_Barrier(MPI_COMM_WORLD);
     const auto epoch_start = clock_type::now();
     for (std::int64_t step = 0; step < steps; ++step) {
@@ -233,16 +250,12 @@ int train(const options& opt, int rank, int size) {
       if (last_rank) fill_labels(train_labels, order, step * opt.batch_size, batch_labels);
       model.set_batch(batch_inputs, batch_labels, opt.batch_size, opt.microbatches, opt.batch_size);
       MPI_Barrier(MPI_COMM_WORLD);
-      const stretto::kokkos::step_record record = exec->run_step(clock_type::now());
+      const stretto::kokkos::step_record& record = exec->run_step(clock_type::now());
       stretto::mpi::allreduce_replica_gradients(replica_comm, plan, model);
       model.apply_gradients(opt.lr, opt.momentum);
       loss_sum += record.loss;
-      double busy = 0.0;
-      for (const auto& t : record.ops) {
-        busy += t.end - t.start;
-        sums.add(t);
-      }
-      windows.insert(windows.end(), {record.ops.front().start, record.ops.back().end, busy});
+      for (const auto& t : record.ops) sums.add(t);  // compute intervals: waits excluded
+      windows.insert(windows.end(), {record.end(), record.busy()});
       if (profile) {
         profile->add(record.ops);
         if (step + 1 == std::min<std::int64_t>(opt.profile_steps, steps)) {
@@ -291,15 +304,16 @@ int train(const options& opt, int rank, int size) {
                static_cast<int>(windows.size()), MPI_DOUBLE, 0, MPI_COMM_WORLD);
     if (rank != 0) continue;
 
-    // Measured bubble rate: per step, span = the longest rank window; idle = p·span − Σ busy.
+    // Measured bubble rate: every rank starts a step at the same origin (after a barrier); per
+    // step, span = the latest compute end over ranks; idle = p·span − Σ busy (waits are idle).
     double span_total = 0.0, busy_total = 0.0;
     for (std::int64_t step = 0; step < steps; ++step) {
       double span = 0.0;
       for (int r = 0; r < size; ++r) {
         const double* w = &all_windows[(static_cast<std::size_t>(r) * static_cast<std::size_t>(steps) +
-                                        static_cast<std::size_t>(step)) * 3];
-        span = std::max(span, w[1] - w[0]);
-        busy_total += w[2];
+                                        static_cast<std::size_t>(step)) * 2];
+        span = std::max(span, w[0]);
+        busy_total += w[1];
       }
       span_total += span;
     }

@@ -8,8 +8,14 @@ Used by the Fashion-MNIST demo and by the gradient-equivalence tests. Dense laye
 
 **Shapes.** `widths = {w0, w1, ..., wL}` gives L dense layers; layer l maps `[rows, w_l]` to
 `[rows, w_{l+1}]` as y = x·Wᵀ + b, with ReLU after every layer but the last. Weights are
-`W_l: [w_{l+1}, w_l]`, biases `b_l: [w_{l+1}]`. Stage s of S holds layers
-[⌊s·L/S⌋, ⌊(s+1)·L/S⌋), so every stage has at least one layer when L ≥ S.
+`W_l: [w_{l+1}, w_l]`, biases `b_l: [w_{l+1}]`. By default stage s of S holds layers
+[⌊s·L/S⌋, ⌊(s+1)·L/S⌋), so every stage has at least one layer when L ≥ S; the other constructor
+takes the stage boundaries (e.g. from `stretto::partition` over per-layer costs, see
+`layer_flops`).
+
+**Memory.** Each (stage, microbatch) keeps its buffers from step to step and reuses them; W
+drops only the views it was handed (the stage's input and output, the output gradient), so
+after the first step of a batch shape no view is allocated.
 
 **Determinism.** Layer l is initialised from `seed` and l alone (He-uniform), so every partition
 of the same network starts from the same weights: a pipelined run and a sequential run are
@@ -22,7 +28,6 @@ comparable bit for bit up to summation order.
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
-#include <map>
 #include <random>
 #include <span>
 #include <stdexcept>
@@ -53,17 +58,45 @@ class mlp_model {
       throw std::invalid_argument(stretto::detail::cat(
           "the model has ", num_layers, " layers but the pipeline has ", num_stages,
           " stages; every stage needs at least one layer, so use at most ", num_layers, " stages"));
-    layers_.resize(static_cast<std::size_t>(num_layers));
-    for (std::int32_t s : local_stages)
-      for (std::int32_t l = first_layer(s); l < first_layer(s + 1); ++l) init_layer(l, seed);
-    saved_.resize(static_cast<std::size_t>(num_stages));
+    for (std::int32_t s = 0; s <= num_stages; ++s)
+      boundaries_.push_back(static_cast<std::int32_t>((static_cast<std::int64_t>(s) * num_layers) / num_stages));
+    init(local_stages, seed);
+  }
+
+  /**
+  @brief Creates the layers of `local_stages`, stage s holding layers [boundaries[s], boundaries[s+1]).
+  @throws std::invalid_argument unless 0 = boundaries[0] < boundaries[1] < … = L (the number of
+  layers): every stage needs at least one layer.
+  */
+  mlp_model(std::vector<std::int64_t> widths, std::vector<std::int32_t> boundaries,
+            std::vector<std::int32_t> local_stages, std::uint64_t seed)
+      : widths_(std::move(widths)),
+        num_stages_(static_cast<std::int32_t>(boundaries.size()) - 1),
+        boundaries_(std::move(boundaries)) {
+    const auto num_layers = static_cast<std::int32_t>(widths_.size()) - 1;
+    bool valid = num_stages_ >= 1 && boundaries_.front() == 0 && boundaries_.back() == num_layers;
+    for (std::size_t s = 0; valid && s + 1 < boundaries_.size(); ++s) valid = boundaries_[s] < boundaries_[s + 1];
+    if (!valid)
+      throw std::invalid_argument(stretto::detail::cat(
+          "mlp_model: stage boundaries must rise strictly from 0 to the number of layers, ", num_layers,
+          " (every stage holds at least one layer)"));
+    init(local_stages, seed);
+  }
+
+  /**
+  @brief Floating-point operations per sample of layer `l` in one F, B and W: the three GEMMs
+  (2·in·out each; layer 0 computes no input gradient, so 2 of them) plus the bias, ReLU and its
+  backward and the bias gradient (about 4·out). The demo partitions its stages by these costs.
+  */
+  static double layer_flops(const std::vector<std::int64_t>& widths, std::int32_t l) {
+    const auto in = static_cast<double>(widths[static_cast<std::size_t>(l)]);
+    const auto out = static_cast<double>(widths[static_cast<std::size_t>(l) + 1]);
+    return (l == 0 ? 4.0 : 6.0) * in * out + 4.0 * out;
   }
 
   std::int32_t num_layers() const noexcept { return static_cast<std::int32_t>(layers_.size()); }
   /** @brief The first layer of stage `s`; `first_layer(S)` is the number of layers. */
-  std::int32_t first_layer(std::int32_t s) const noexcept {
-    return static_cast<std::int32_t>((static_cast<std::int64_t>(s) * num_layers()) / num_stages_);
-  }
+  std::int32_t first_layer(std::int32_t s) const noexcept { return boundaries_[static_cast<std::size_t>(s)]; }
 
   // ---- the batch of the current step ---------------------------------------------------------
   /**
@@ -98,14 +131,26 @@ class mlp_model {
   }
 
   void forward(std::int32_t s, std::int32_t mb, const matrix_type& x, const matrix_type& y) {
-    std::vector<matrix_type> acts{x};
+    microbatch_state& state = state_slot(s, mb);
+    if (state.live)
+      throw std::logic_error(stretto::detail::cat("mlp_model: forward of stage ", s, ", mb ", mb,
+                                                  " again before its backward_weight"));
+    const std::int32_t first = first_layer(s);
     const std::int32_t last = first_layer(s + 1) - 1;
-    for (std::int32_t l = first_layer(s); l <= last; ++l) {
-      matrix_type out = l == last ? y : allocate("mlp::activation", x.extent(0), widths_[static_cast<std::size_t>(l) + 1]);
-      dense_forward(l, acts.back(), out);
-      acts.push_back(out);
+    const auto n = static_cast<std::size_t>(last - first + 1);
+    state.acts.resize(n + 1);
+    state.hidden.resize(n);
+    state.acts[0] = x;
+    for (std::int32_t l = first; l <= last; ++l) {
+      const auto k = static_cast<std::size_t>(l - first);
+      matrix_type out = l == last ? y
+                                  : reuse(state.hidden[k], "mlp::activation", x.extent(0),
+                                          widths_[static_cast<std::size_t>(l) + 1]);
+      dense_forward(l, state.acts[k], out);
+      state.acts[k + 1] = out;
     }
-    if (training_) saved_[static_cast<std::size_t>(s)][mb].acts = std::move(acts);
+    if (training_) state.live = true;
+    else release(state);
   }
 
   /** @brief Softmax cross-entropy of microbatch `mb`; writes d loss / d logits; returns the loss. */
@@ -158,13 +203,16 @@ class mlp_model {
     auto& state = saved_state(s, mb);
     const std::int32_t first = first_layer(s);
     const std::int32_t last = first_layer(s + 1) - 1;
-    state.dz.assign(static_cast<std::size_t>(last - first + 1), matrix_type());
+    const auto n = static_cast<std::size_t>(last - first + 1);
+    state.dz.resize(n);
+    state.dz_store.resize(n);
+    state.dx_store.resize(n);
     matrix_type g = dy;
     for (std::int32_t l = last; l >= first; --l) {
       const auto k = static_cast<std::size_t>(l - first);
       matrix_type dz = g;
       if (has_relu(l)) {  // dz = g ⊙ [y > 0], with y this layer's output
-        dz = allocate("mlp::dz", g.extent(0), g.extent(1));
+        dz = reuse(state.dz_store[k], "mlp::dz", g.extent(0), static_cast<std::int64_t>(g.extent(1)));
         const matrix_type y = state.acts[k + 1];
         Kokkos::parallel_for(
             "mlp::relu_backward", Kokkos::MDRangePolicy<Kokkos::Rank<2>>({0, 0}, {g.extent(0), g.extent(1)}),
@@ -172,7 +220,7 @@ class mlp_model {
       }
       state.dz[k] = dz;
       if (l > first) {
-        g = allocate("mlp::dx", dz.extent(0), widths_[static_cast<std::size_t>(l)]);
+        g = reuse(state.dx_store[k], "mlp::dx", dz.extent(0), widths_[static_cast<std::size_t>(l)]);
         KokkosBlas::gemm("N", "N", Scalar(1), dz, layer(l).weight, Scalar(0), g);
       } else if (dx.extent(0) > 0) {
         KokkosBlas::gemm("N", "N", Scalar(1), dz, layer(l).weight, Scalar(0), dx);
@@ -197,7 +245,7 @@ class mlp_model {
             db(j) += sum;
           });
     }
-    saved_[static_cast<std::size_t>(s)].erase(mb);
+    release(state);
   }
 
   // ---- test and example helpers -------------------------------------------------------------------
@@ -297,10 +345,11 @@ class mlp_model {
     return out;
   }
 
-  /** @brief Microbatches whose saved state is still held (for memory checks). */
+  /** @brief Microbatches whose saved state is still held, from F to W (for memory checks). */
   std::size_t held_microbatches() const {
     std::size_t n = 0;
-    for (const auto& m : saved_) n += m.size();
+    for (const auto& per_stage : saved_)
+      for (const auto& state : per_stage) n += state.live ? 1 : 0;
     return n;
   }
 
@@ -309,14 +358,38 @@ class mlp_model {
     matrix_type weight, weight_grad, weight_velocity;  // [out, in]
     vector_type bias, bias_grad, bias_velocity;        // [out]
   };
+  // One microbatch's state on one stage, kept from step to step: the buffers it owns (hidden
+  // activations, dz and dx per layer) are reused by the next step's same microbatch, so that a
+  // steady step allocates nothing; the views it is handed (the stage's input and output, the
+  // output gradient) are dropped at W so their owner can reuse them.
   struct microbatch_state {
-    std::vector<matrix_type> acts;  // the stage's input, then each layer's output
-    std::vector<matrix_type> dz;    // per layer, d loss / d pre-activation (set by B, read by W)
+    std::vector<matrix_type> acts;      // the stage's input, then each layer's output (views)
+    std::vector<matrix_type> dz;        // per layer, d loss / d pre-activation (set by B, read by W)
+    std::vector<matrix_type> hidden;    // owned: the outputs of the stage's inner layers
+    std::vector<matrix_type> dz_store;  // owned: dz of layers with a ReLU
+    std::vector<matrix_type> dx_store;  // owned: input gradients of the stage's inner layers
+    bool live{false};                   // between F and W
   };
 
   static matrix_type allocate(const char* label, std::size_t rows, std::int64_t cols) {
     return matrix_type(Kokkos::view_alloc(Kokkos::WithoutInitializing, std::string(label)), rows,
                        static_cast<std::size_t>(cols));
+  }
+  // `slot` if it already has the shape [rows, cols], else a new allocation stored in `slot`.
+  static const matrix_type& reuse(matrix_type& slot, const char* label, std::size_t rows, std::int64_t cols) {
+    if (slot.extent(0) != rows || static_cast<std::int64_t>(slot.extent(1)) != cols) slot = allocate(label, rows, cols);
+    return slot;
+  }
+  // Drops the views a state was handed (keeping its own buffers) and marks it free.
+  static void release(microbatch_state& state) {
+    for (auto& a : state.acts) a = matrix_type();
+    for (auto& d : state.dz) d = matrix_type();
+    state.live = false;
+  }
+  microbatch_state& state_slot(std::int32_t s, std::int32_t mb) {
+    auto& per_stage = saved_[static_cast<std::size_t>(s)];
+    if (per_stage.size() <= static_cast<std::size_t>(mb)) per_stage.resize(static_cast<std::size_t>(mb) + 1);
+    return per_stage[static_cast<std::size_t>(mb)];
   }
 
   std::int64_t begin_row(std::int32_t mb) const { return offsets_.at(static_cast<std::size_t>(mb)); }
@@ -327,11 +400,17 @@ class mlp_model {
 
   microbatch_state& saved_state(std::int32_t s, std::int32_t mb) {
     auto& per_stage = saved_[static_cast<std::size_t>(s)];
-    auto it = per_stage.find(mb);
-    if (it == per_stage.end())
+    if (static_cast<std::size_t>(mb) >= per_stage.size() || !per_stage[static_cast<std::size_t>(mb)].live)
       throw std::logic_error(stretto::detail::cat("mlp_model: backward of stage ", s, ", mb ", mb,
                                                   " without a saved forward"));
-    return it->second;
+    return per_stage[static_cast<std::size_t>(mb)];
+  }
+
+  void init(const std::vector<std::int32_t>& local_stages, std::uint64_t seed) {
+    layers_.resize(widths_.size() - 1);
+    for (std::int32_t s : local_stages)
+      for (std::int32_t l = first_layer(s); l < first_layer(s + 1); ++l) init_layer(l, seed);
+    saved_.resize(static_cast<std::size_t>(num_stages_));
   }
 
   void init_layer(std::int32_t l, std::uint64_t seed) {
@@ -384,8 +463,9 @@ class mlp_model {
 
   std::vector<std::int64_t> widths_;
   std::int32_t num_stages_;
+  std::vector<std::int32_t> boundaries_;  // stage s holds layers [boundaries_[s], boundaries_[s+1])
   std::vector<dense_layer> layers_;                            // all layers; only local ones allocated
-  std::vector<std::map<std::int32_t, microbatch_state>> saved_;  // [stage][mb]
+  std::vector<std::vector<microbatch_state>> saved_;  // [stage][mb], reused from step to step
   matrix_type inputs_;
   label_view labels_;
   std::vector<std::int64_t> offsets_;  // microbatch j is rows [offsets_[j], offsets_[j+1]) of the batch

@@ -28,3 +28,4 @@ graph is separate: `stretto/graph/dependency_graph.hpp` (target `stretto::boost_
 #include "sim/timeline.hpp"
 #include "core/transport.hpp"
 #include "plan/auto_schedule_v.hpp"
+#include "partition.hpp"

@@ -24,6 +24,8 @@ functions on `Kokkos::View`s and moving activations and gradients through a `str
 #include <stretto/core/schedule.hpp>
 #include <stretto/core/transport.hpp>
 #include <stretto/validate/validate.hpp>
+#include <stretto/sim/cost_model.hpp>
+#include <stretto/sim/simulator.hpp>
 #include <stretto/sim/timeline.hpp>
 
 namespace stretto::kokkos {
@@ -80,10 +82,190 @@ struct executor_options {
   std::int32_t receive_lookahead{4};
 };
 
-/** @brief What one step of one rank returns. */
+/**
+@brief The four instants of one op on one rank, in seconds since the step's origin.
+
+`wait_begin` ≤ `compute_begin` ≤ `compute_end` ≤ `send_complete`:
+- `wait_begin`: the op became the rank's next op and began waiting for its input (a receive from
+  another rank; an input that is local or none is there at once, so then `compute_begin` follows
+  within the executor's overhead);
+- `compute_begin`, `compute_end`: the stage function's call, from the moment its input is there
+  to the end of the `Kokkos::fence` after it (its output's send is posted inside);
+- `send_complete`: when the executor saw the send of the op's output complete (it tests pending
+  sends after every op and waits for the rest at the step's end, so this is an upper bound);
+  `compute_end` for ops that send nothing to another rank (W, a local hand-over, the loss).
+*/
+struct op_trace {
+  op what{};
+  double wait_begin{0.0};
+  double compute_begin{0.0};
+  double compute_end{0.0};
+  double send_complete{0.0};
+
+  double wait() const noexcept { return compute_begin - wait_begin; }        ///< seconds idle before the op
+  double compute() const noexcept { return compute_end - compute_begin; }  ///< seconds of work
+  friend constexpr bool operator==(const op_trace&, const op_trace&) = default;
+};
+
+/**
+@brief What one step of one rank returns.
+
+`ops` holds the compute intervals (`compute_begin`, `compute_end`) in the simulator's
+`sim::op_timing` form, ready for `sim::timeline` and `sim::op_time_profile`; `trace` holds all four
+instants of each op. A rank's idle time is `span` minus `busy`: the bubble rate of a step over p
+ranks started together is (p·max_r end_r − Σ_r busy_r) / (p·max_r end_r).
+*/
 struct step_record {
-  std::vector<sim::op_timing> ops;  ///< this rank's ops, in seconds since the step's origin
+  std::vector<sim::op_timing> ops;  ///< this rank's ops, compute intervals, seconds since the step's origin
+  std::vector<op_trace> trace;      ///< this rank's ops, every instant, in execution order
   double loss{0.0};                 ///< sum of `model.loss` over microbatches (last stage only)
+
+  /// The end of this rank's last computation, seconds since the origin (0 if the rank has no op).
+  double end() const noexcept {
+    double e = 0.0;
+    for (const auto& t : trace) e = std::max(e, t.compute_end);
+    return e;
+  }
+  /// Seconds this rank computed: Σ (compute_end − compute_begin); waits for inputs are not busy.
+  double busy() const noexcept {
+    double b = 0.0;
+    for (const auto& t : trace) b += t.compute();
+    return b;
+  }
+  /// Seconds this rank was idle between the origin and `end()`: `end() − busy()`.
+  double idle() const noexcept { return end() - busy(); }
+};
+
+/**
+@brief What an executor reports while it runs: override the events you need (every one does
+nothing by default), then `executor::add_observer`.
+
+In the manner of Taskflow's observers, the executor calls each added observer at each event, in
+the order they were added, on the thread that runs the step; it never reads anything back, so an
+observer changes no schedule, message or result. `index` is the op's position in the running op
+list (`ops` of `on_step_begin`). Per op the events come in the order wait → compute begin →
+compute end → send complete (the last possibly after later ops' events). `timeline_recorder`
+is the observer behind `step_record`; trace writers or Kokkos Tools profiling regions
+(`Kokkos::Profiling::pushRegion` in `on_compute_begin`) plug in the same way.
+
+An observer must outlive the executor's steps and should not allocate per event if the step is to
+stay allocation-free.
+*/
+class observer {
+ public:
+  using clock = std::chrono::steady_clock;
+  virtual ~observer() = default;
+  /// A step (or a forward-only pass) starts; `origin` is the time its timings are measured from.
+  virtual void on_step_begin(std::span<const op> /*ops*/, clock::time_point /*origin*/) {}
+  /// Op `index` is next and begins waiting for its input.
+  virtual void on_wait_begin(std::size_t /*index*/, const op& /*o*/, clock::time_point /*t*/) {}
+  /// Op `index`'s input is there; its stage function is called now.
+  virtual void on_compute_begin(std::size_t /*index*/, const op& /*o*/, clock::time_point /*t*/) {}
+  /// Op `index`'s stage function returned and its kernels are fenced.
+  virtual void on_compute_end(std::size_t /*index*/, const op& /*o*/, clock::time_point /*t*/) {}
+  /// Op `index`'s output is delivered (its send completed, or it needed none).
+  virtual void on_send_complete(std::size_t /*index*/, const op& /*o*/, clock::time_point /*t*/) {}
+  /// Every op ran and every send completed.
+  virtual void on_step_end(clock::time_point /*t*/) {}
+};
+
+/**
+@brief The observer that records a `step_record`: per op its four instants in seconds since the
+step's origin. Its buffers keep their capacity from step to step (no allocation after the
+first step).
+*/
+class timeline_recorder final : public observer {
+ public:
+  void on_step_begin(std::span<const op> ops, clock::time_point origin) override {
+    origin_ = origin;
+    record_.ops.clear();
+    record_.trace.assign(ops.size(), op_trace{});
+    record_.loss = 0.0;
+    for (std::size_t i = 0; i < ops.size(); ++i) record_.trace[i].what = ops[i];
+  }
+  void on_wait_begin(std::size_t index, const op&, clock::time_point t) override {
+    record_.trace[index].wait_begin = seconds(t);
+  }
+  void on_compute_begin(std::size_t index, const op&, clock::time_point t) override {
+    record_.trace[index].compute_begin = seconds(t);
+  }
+  void on_compute_end(std::size_t index, const op&, clock::time_point t) override {
+    record_.trace[index].compute_end = seconds(t);
+  }
+  void on_send_complete(std::size_t index, const op&, clock::time_point t) override {
+    record_.trace[index].send_complete = seconds(t);
+  }
+  void on_step_end(clock::time_point) override {
+    for (const op_trace& t : record_.trace) record_.ops.push_back({t.what, t.compute_begin, t.compute_end});
+  }
+
+  const step_record& record() const noexcept { return record_; }
+  step_record& record() noexcept { return record_; }
+
+ private:
+  double seconds(clock::time_point t) const { return std::chrono::duration<double>(t - origin_).count(); }
+  clock::time_point origin_{};
+  step_record record_;
+};
+
+/**
+@brief Matrices reused from step to step: the executor's activations, gradients and messages.
+
+A buffer is a `[rows, cols]` matrix allocated once. `acquire(label, rows, cols, rows_hint)`
+returns a managed view of the first `rows` rows of a free buffer of width `cols` with at least
+`rows` rows (first fit); when none is free it allocates `growth()` new buffers of
+`max(rows, rows_hint)` rows at once and returns the first.
+A buffer is free when nobody but the pool holds a view of it (`use_count() == 1`): the executor's
+stores, a message in flight and a model's saved state all keep it in use without telling the
+pool, and let it go by dropping their views. In steady state (same shapes every step) a step
+therefore allocates nothing once the first step has grown the pool to its peak.
+
+**Cost.** `acquire` scans the buffers: O(number of buffers) per call, no allocation when one
+is free. **Sizing.** The executor sets `growth` to the most buffers its rank can hold at once
+by the schedule: 3 per microbatch state the rank holds at its simulated peak (from F to W the
+model may keep F's input and output and B's output gradient) + the receive lookahead + 2 (a
+loss gradient and a send in flight). A width therefore reaches its peak the first time it is
+used, however the messages' timing varies from step to step.
+*/
+template <class Matrix>
+class buffer_pool {
+ public:
+  void reserve(std::size_t buffers) { slots_.reserve(buffers); }
+  /** @brief How many buffers an `acquire` that finds none free allocates (at least 1). */
+  void set_growth(std::size_t buffers) noexcept { growth_ = std::max<std::size_t>(buffers, 1); }
+  std::size_t growth() const noexcept { return growth_; }
+
+  /** @brief A `[rows, cols]` view of a free buffer; allocates `growth()` of `max(rows, rows_hint)` rows if none is free. */
+  Matrix acquire(const char* label, std::int64_t rows, std::int64_t cols, std::int64_t rows_hint = 0) {
+    for (Matrix& slot : slots_)
+      if (slot.use_count() == 1 && static_cast<std::int64_t>(slot.extent(1)) == cols &&
+          static_cast<std::int64_t>(slot.extent(0)) >= rows)
+        return head(slot, rows);
+    const std::size_t first = slots_.size();
+    for (std::size_t k = 0; k < growth_; ++k) {
+      ++allocations_;
+      slots_.emplace_back(Kokkos::view_alloc(Kokkos::WithoutInitializing, std::string(label)),
+                          static_cast<std::size_t>(std::max(rows, rows_hint)), static_cast<std::size_t>(cols));
+    }
+    return head(slots_[first], rows);
+  }
+
+  /** @brief Buffers the pool holds. */
+  std::size_t size() const noexcept { return slots_.size(); }
+  /** @brief Buffers allocated since construction (equals `size()`: none is ever released). */
+  std::size_t allocations() const noexcept { return allocations_; }
+  /** @brief Buffers someone besides the pool holds a view of. */
+  std::size_t in_use() const noexcept {
+    return static_cast<std::size_t>(std::count_if(slots_.begin(), slots_.end(), [](const Matrix& m) { return m.use_count() > 1; }));
+  }
+
+ private:
+  static Matrix head(const Matrix& slot, std::int64_t rows) {
+    return Kokkos::subview(slot, Kokkos::make_pair(std::int64_t{0}, rows), Kokkos::ALL);
+  }
+  std::vector<Matrix> slots_;
+  std::size_t allocations_{0};
+  std::size_t growth_{1};
 };
 
 /**
@@ -93,6 +275,10 @@ struct step_record {
 stage s−1, as `message_key`s, through `comm` when the other stage is on another rank, by a local
 hand-over (no copy, no message) when it is on the same rank. Receives are posted
 `receive_lookahead` ops ahead; a send's buffer is released as soon as its request completes.
+
+**Memory.** Every output, input gradient, loss gradient and receive buffer comes from a
+`buffer_pool` (`pool()`); after the first step of a shape, a step allocates nothing (see
+`buffer_pool`), provided the model lets go of the views it is given once it no longer needs them.
 
 **Host staging.** When `MemorySpace` is not host-accessible (CUDA, HIP), messages go through host
 mirrors, so any MPI works; the schedule logic is unchanged.
@@ -141,6 +327,17 @@ class executor {
       throw argument_error(stretto::detail::cat("stretto::kokkos::executor: transport rank ", rank_,
                                                 " is outside the schedule's ", s.num_ranks(), " ranks"));
     if (options_.receive_lookahead < 0) options_.receive_lookahead = 0;
+    // Buffers held at once (see buffer_pool): per microbatch state (F to W) its input, output and
+    // output gradient, the receives posted ahead, a loss gradient and a send in flight.
+    const double v = s.shape().num_chunks;
+    const double states = sim::peak_memory(s, sim::uniform_costs{1, 1, 1, 0, v, v})[static_cast<std::size_t>(rank_)];
+    const auto expected = 3 * static_cast<std::size_t>(states) + static_cast<std::size_t>(options_.receive_lookahead) + 2;
+    pool_.set_growth(expected);
+    pool_.reserve(4 * expected);
+    if constexpr (!host_accessible) {
+      host_pool_.set_growth(expected);
+      host_pool_.reserve(4 * expected);
+    }
     const auto cells = static_cast<std::size_t>(s.num_stages()) * static_cast<std::size_t>(s.num_microbatches());
     activation_in_.resize(cells);
     gradient_in_.resize(cells);
@@ -148,13 +345,17 @@ class executor {
 
  public:
   const schedule& plan() const noexcept { return schedule_; }
+  /** @brief The buffers of activations, gradients and messages (device memory space). */
+  const buffer_pool<matrix_type>& pool() const noexcept { return pool_; }
 
   /**
   @brief Runs this rank's op list once (one optimizer step's forward and backward work).
   @param origin the time that the returned timings are measured from (e.g. taken right after a
   barrier on every rank).
+  @return the step's timings and loss, recorded by the executor's `timeline_recorder`; valid until
+  the next step (copy it to keep it).
   */
-  step_record run_step(clock::time_point origin = clock::now()) {
+  const step_record& run_step(clock::time_point origin = clock::now()) {
     return run(static_ops_.data() != nullptr ? static_ops_ : schedule_.ops(rank_), origin, false);
   }
 
@@ -165,7 +366,7 @@ class executor {
   the model should not keep backward state meanwhile. The order (by microbatch, then stage) is
   deadlock-free under every placement.
   */
-  step_record run_forward_only(clock::time_point origin = clock::now())
+  const step_record& run_forward_only(clock::time_point origin = clock::now())
     requires requires(Model& m, const matrix_type& y) { m.output(std::int32_t{0}, y); }
   {
     if (forward_only_.empty()) {
@@ -178,10 +379,27 @@ class executor {
     return run(forward_only_, origin, true);
   }
 
+ /**
+  @brief Adds `o` to the observers called at each event of every later step (see `observer`).
+  @pre `o` outlives this executor's steps, or is removed before it dies.
+  */
+  void add_observer(observer& o) { observers_.push_back(&o); }
+  /** @brief Stops calling `o` (no effect if it was not added). */
+  void remove_observer(observer& o) { std::erase(observers_, &o); }
+
  private:
-  step_record run(std::span<const op> list, clock::time_point origin, bool forward_only) {
-    step_record record;
-    record.ops.reserve(list.size());
+  template <class Event, class... Args>
+  void notify(Event event, Args&&... args) {
+    (recorder_.*event)(args...);
+    for (observer* o : observers_) (o->*event)(args...);
+  }
+
+  const step_record& run(std::span<const op> list, clock::time_point origin, bool forward_only) {
+    notify(&observer::on_step_begin, list, origin);
+    double loss = 0.0;
+    max_rows_ = 0;
+    for (std::int32_t mb = 0; mb < schedule_.num_microbatches(); ++mb)
+      max_rows_ = std::max<std::int64_t>(max_rows_, model_.microbatch_rows(mb));
     receive_ops_.clear();
     for (std::size_t i = 0; i < list.size(); ++i)
       if (needs_receive(list[i])) receive_ops_.push_back(i);
@@ -189,21 +407,30 @@ class executor {
     for (std::size_t i = 0; i < list.size(); ++i) {
       post_receives_through(list, i + static_cast<std::size_t>(options_.receive_lookahead));
       const op& o = list[i];
-      const auto start = clock::now();
+      notify(&observer::on_wait_begin, i, o, clock::now());
+      await_input(o);
+      notify(&observer::on_compute_begin, i, o, clock::now());
+      bool sent = false;
       switch (o.kind) {
-        case op_kind::forward: record.loss += run_forward(o, forward_only); break;
+        case op_kind::forward: loss += run_forward(i, o, forward_only, sent); break;
         case op_kind::backward_input:
-        case op_kind::backward: run_backward(o); break;
+        case op_kind::backward: run_backward(i, o, sent); break;
         case op_kind::backward_weight: model_.backward_weight(o.stage, o.microbatch); break;
       }
       Kokkos::fence();
       const auto end = clock::now();
-      record.ops.push_back({o, seconds(start - origin), seconds(end - origin)});
+      notify(&observer::on_compute_end, i, o, end);
+      if (!sent) notify(&observer::on_send_complete, i, o, end);
       release_completed_sends();
     }
-    for (auto& pending : sends_) comm_.wait(pending.request, pending.sender);
+    for (auto& pending : sends_) {
+      comm_.wait(pending.request, pending.sender);
+      notify(&observer::on_send_complete, pending.index, pending.sender, clock::now());
+    }
     sends_.clear();
-    return record;
+    notify(&observer::on_step_end, clock::now());
+    recorder_.record().loss = loss;
+    return recorder_.record();
   }
 
   struct message_buffer {
@@ -211,12 +438,11 @@ class executor {
     host_matrix host;  // the mirror the transport reads or writes when `device` is not host-accessible
     typename Comm::request request;
     op sender{};
+    std::size_t index{0};  // the sender's position in the running op list
   };
 
   static constexpr bool host_accessible =
       Kokkos::SpaceAccessibility<Kokkos::HostSpace, memory_space>::accessible;
-
-  static double seconds(clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
   std::size_t cell(std::int32_t stage, std::int32_t mb) const noexcept {
     return static_cast<std::size_t>(stage) * static_cast<std::size_t>(schedule_.num_microbatches()) +
@@ -232,9 +458,12 @@ class executor {
     return false;
   }
 
-  static matrix_type allocate(const char* label, std::int64_t rows, std::int64_t cols) {
-    return matrix_type(Kokkos::view_alloc(Kokkos::WithoutInitializing, std::string(label)),
-                       static_cast<std::size_t>(rows), static_cast<std::size_t>(cols));
+  matrix_type allocate(const char* label, std::int64_t rows, std::int64_t cols) {
+    return pool_.acquire(label, rows, cols, max_rows_);
+  }
+  host_matrix host_buffer(const matrix_type& device) {
+    return host_pool_.acquire("stretto::host_staging", static_cast<std::int64_t>(device.extent(0)),
+                              static_cast<std::int64_t>(device.extent(1)), max_rows_);
   }
 
   scalar_type* transport_data(message_buffer& b) {
@@ -253,20 +482,24 @@ class executor {
       message_buffer b;
       b.device = allocate(forward ? "stretto::activation_in" : "stretto::gradient_in",
                           model_.microbatch_rows(o.microbatch), cols);
-      if constexpr (!host_accessible) b.host = Kokkos::create_mirror_view(b.device);
+      if constexpr (!host_accessible) b.host = host_buffer(b.device);
       b.request = comm_.post_receive(key, schedule_.rank_of(from_stage, o.microbatch), transport_data(b), b.device.size());
       (forward ? activation_in_ : gradient_in_)[cell(o.stage, o.microbatch)] = std::move(b);
     }
   }
 
-  // Returns the input of `o` (activation for F, output gradient for B/BW), waiting for it if
-  // it comes from another rank, and forgets it (its last consumer is `o`).
+  // Waits until the input of `o` (activation for F, output gradient for B/BW) is there if it
+  // comes from another rank (and copies it to the device if it was staged on the host).
+  void await_input(const op& o) {
+    if (!needs_receive(o)) return;
+    message_buffer& b = (o.kind == op_kind::forward ? activation_in_ : gradient_in_)[cell(o.stage, o.microbatch)];
+    comm_.wait(b.request, o);
+    if constexpr (!host_accessible) Kokkos::deep_copy(b.device, b.host);
+  }
+
+  // Returns the input of `o` (after `await_input`) and forgets it (its last consumer is `o`).
   matrix_type take_input(const op& o, std::vector<message_buffer>& store) {
     message_buffer& b = store[cell(o.stage, o.microbatch)];
-    if (needs_receive(o)) {
-      comm_.wait(b.request, o);
-      if constexpr (!host_accessible) Kokkos::deep_copy(b.device, b.host);
-    }
     matrix_type input = b.device;
     b = message_buffer{};
     if (input.data() == nullptr && input.size() == 0 && model_.microbatch_rows(o.microbatch) > 0)
@@ -275,25 +508,28 @@ class executor {
     return input;
   }
 
-  void hand_over(const op& sender, message_key key, matrix_type value) {
+  // Returns whether a message was posted (false: a local hand-over).
+  bool hand_over(std::size_t index, const op& sender, message_key key, matrix_type value) {
     const std::int32_t to_rank = schedule_.rank_of(key.to_stage, key.microbatch);
     auto& store = key.direction == message_direction::activation ? activation_in_ : gradient_in_;
     message_buffer b;
     b.device = std::move(value);
     if (to_rank == rank_) {  // same rank: a local hand-over, no message
       store[cell(key.to_stage, key.microbatch)] = std::move(b);
-      return;
+      return false;
     }
     if constexpr (!host_accessible) {
-      b.host = Kokkos::create_mirror_view(b.device);
+      b.host = host_buffer(b.device);
       Kokkos::deep_copy(b.host, b.device);
     }
     b.sender = sender;
+    b.index = index;
     b.request = comm_.post_send(key, to_rank, static_cast<const scalar_type*>(transport_data(b)), b.device.size());
     sends_.push_back(std::move(b));
+    return true;
   }
 
-  double run_forward(const op& o, bool forward_only) {
+  double run_forward(std::size_t index, const op& o, bool forward_only, bool& sent) {
     const matrix_type input = o.stage == 0 ? matrix_type(model_.input(o.microbatch)) : take_input(o, activation_in_);
     matrix_type output = allocate("stretto::activation_out", model_.microbatch_rows(o.microbatch),
                                   model_.output_features(o.stage));
@@ -310,11 +546,11 @@ class executor {
       gradient_in_[cell(o.stage, o.microbatch)] = std::move(b);
       return loss;
     }
-    hand_over(o, {message_direction::activation, o.stage, o.stage + 1, o.microbatch}, std::move(output));
+    sent = hand_over(index, o, {message_direction::activation, o.stage, o.stage + 1, o.microbatch}, std::move(output));
     return 0.0;
   }
 
-  void run_backward(const op& o) {
+  void run_backward(std::size_t index, const op& o, bool& sent) {
     const matrix_type gradient = take_input(o, gradient_in_);
     matrix_type input_gradient =
         o.stage == 0 ? matrix_type() : allocate("stretto::gradient_out", model_.microbatch_rows(o.microbatch),
@@ -330,13 +566,16 @@ class executor {
       model_.backward_input(o.stage, o.microbatch, gradient, input_gradient);
     }
     if (o.stage > 0)
-      hand_over(o, {message_direction::gradient, o.stage, o.stage - 1, o.microbatch}, std::move(input_gradient));
+      sent = hand_over(index, o, {message_direction::gradient, o.stage, o.stage - 1, o.microbatch}, std::move(input_gradient));
   }
 
   void release_completed_sends() {
     std::size_t kept = 0;
     for (std::size_t i = 0; i < sends_.size(); ++i) {
-      if (comm_.test(sends_[i].request)) continue;
+      if (comm_.test(sends_[i].request)) {
+        notify(&observer::on_send_complete, sends_[i].index, sends_[i].sender, clock::now());
+        continue;
+      }
       if (kept != i) sends_[kept] = std::move(sends_[i]);
       ++kept;
     }
@@ -355,6 +594,11 @@ class executor {
   std::vector<std::size_t> receive_ops_;       // indices of the running op list's ops that receive
   std::size_t next_receive_{0};
   std::vector<message_buffer> sends_;          // sends still in flight, with their buffers
+  timeline_recorder recorder_;                 // the observer behind step_record
+  buffer_pool<matrix_type> pool_;              // activations, gradients, receive buffers
+  buffer_pool<host_matrix> host_pool_;         // host staging of messages (device memory only)
+  std::int64_t max_rows_{0};                   // the largest microbatch of the running step
+  std::vector<observer*> observers_;           // added by the user, called after recorder_
 };
 
 }  // namespace stretto::kokkos
