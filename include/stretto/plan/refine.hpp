@@ -36,6 +36,12 @@ struct refine_options {
   /// Bound on the ops simulated in all (evaluations × N): about 3 s at the simulator's 15 M ops/s,
   /// so that large shapes (p·m in the ten thousands) stay interactive.
   std::int64_t max_simulated_ops{50'000'000};
+  /// Up to this many ops in the schedule, W's on the critical path of every rank are tried, and
+  /// a move that only shortens the sum of the ranks' spans is kept (it can open the way for a
+  /// later move that shortens the step). Above it only W's on a critical path of a longest rank
+  /// are tried, the only ones whose move can shorten the step: on the Zero Bubble rows both end
+  /// at the same spans, and the second does a small fraction of the work at p = 32 and above.
+  std::int64_t all_ranks_up_to_ops{8192};
 };
 
 /** @brief The outcome of `refine_weights`. */
@@ -62,8 +68,10 @@ struct refine_score {
 of its op `lo − 1`. Every op that started before T0 depended only on ops that ended before T0,
 none of them among r's ops from `lo` on (which start at T0 or later), so its times are unchanged:
 a trial keeps, on every rank, the prefix of ops that started before T0, and simulates the rest.
-A trial also stops as soon as one rank is sure to end later than the bound it is given: an op's
-end plus the time of the ops after it on its rank already exceeds the bound.
+A trial also stops as soon as it cannot beat the score it is given: each rank's span is at least
+(end of its last simulated op + the time of the ops after it on its rank − its first start), and
+once the largest of these bounds, or the bounds together with the sum of the ranks' spans, rule
+out a better score, the rest is not simulated.
 */
 template <cost_model Costs>
 class weight_mover {
@@ -100,7 +108,7 @@ class weight_mover {
   /** @brief Simulates every list from the start. @return false on a deadlock. */
   bool run_all() {
     kept_.assign(p_, 0);
-    if (simulate(std::numeric_limits<double>::infinity()) != outcome::finished) return false;
+    if (simulate(nullptr, 0.0) != outcome::finished) return false;
     accept();
     return true;
   }
@@ -122,11 +130,12 @@ class weight_mover {
 
   /**
   @brief Re-simulates after rank r's list changed from index `lo` on (the caller edited
-  `list(r)`), stopping early once some rank must end beyond `bound` after its first start.
+  `list(r)`), stopping early once the trial cannot beat `best` (see the class notes; `eps` is
+  the tolerance of the comparison).
   @return the outcome, and in `score_out` the trial's score when it finished. The trial is kept
   only by `accept()`; `reject()` restores the state before it (after the caller undid its edit).
   */
-  outcome try_edit(std::size_t r, std::size_t lo, double bound, refine_score& score_out) {
+  outcome try_edit(std::size_t r, std::size_t lo, const refine_score& best, double eps, refine_score& score_out) {
     update_rest(r);
     const double t0 = lo > 0 ? end_[r][lo - 1] : -std::numeric_limits<double>::infinity();
     for (std::size_t q = 0; q < p_; ++q) {
@@ -137,7 +146,7 @@ class weight_mover {
       if (kept_[q] > 0 && lists_[q][kept_[q] - 1].overlapped) --kept_[q];
       for (std::size_t k = kept_[q]; k < lists_[q].size(); ++k) clear_cell(lists_[q][k]);
     }
-    const outcome result = simulate(bound);
+    const outcome result = simulate(&best, eps);
     if (result == outcome::finished) {
       refine_score out{0.0, 0.0};
       for (std::size_t q = 0; q < p_; ++q) {
@@ -276,19 +285,34 @@ class weight_mover {
   }
 
   /// The event model of `sim::detail::run_timeline`, from the kept prefixes on.
-  outcome simulate(double bound) {
+  /// With `best`, stops (over_bound) once the trial's span must exceed best.span, or be no
+  /// shorter while the sum of the ranks' spans is no smaller (the refinement's acceptance rule).
+  outcome simulate(const refine_score* best, double eps) {
     std::vector<std::size_t>& cursor = cursor_;
     cursor.assign(kept_.begin(), kept_.end());
     free_at_.assign(p_, 0.0);
     first_.assign(p_, 0.0);
+    bound_.assign(p_, 0.0);
     runnable_.clear();
+    double bound_sum = 0.0, bound_max = 0.0;
     for (std::size_t q = p_; q-- > 0;) {
       if (kept_[q] > 0) {
         free_at_[q] = end_[q][kept_[q] - 1];
         first_[q] = start_[q][0];
+        bound_[q] = free_at_[q] + rest_[q][kept_[q]] - first_[q];
+        bound_sum += bound_[q];
+        bound_max = bound_[q] > bound_max ? bound_[q] : bound_max;
       }
       runnable_.push_back(static_cast<std::int32_t>(q));
     }
+    // Rounding in the bounds (a sum in another order) is far below eps: a small margin suffices.
+    const double margin = 1e-3 * eps;
+    auto cannot_win = [&] {
+      return best != nullptr && (bound_max > best->span + margin ||
+                                 (bound_max >= best->span - eps + margin &&
+                                  bound_sum >= best->total - eps + margin * static_cast<double>(p_)));
+    };
+    if (cannot_win()) return outcome::over_bound;
     auto wake = [this](std::int32_t& waiter) {
       if (waiter >= 0) runnable_.push_back(waiter);
       waiter = -1;
@@ -352,9 +376,15 @@ class weight_mover {
         if (c == 0) first_[rank] = ready;
         rank_free = end;
         c = next;
-        if (end + rest_[rank][c] - first_[rank] > bound) {
-          cursor[rank] = c;
-          return outcome::over_bound;
+        if (best != nullptr) {
+          const double b = end + rest_[rank][c] - first_[rank];
+          bound_sum += b - bound_[rank];
+          bound_[rank] = b;
+          bound_max = b > bound_max ? b : bound_max;
+          if (cannot_win()) {
+            cursor[rank] = c;
+            return outcome::over_bound;
+          }
         }
       }
       cursor[rank] = c;
@@ -377,7 +407,7 @@ class weight_mover {
   std::vector<double> forward_end_, gradient_end_;            // [microbatch * S + stage], −1 while not run
   std::vector<std::int32_t> forward_waiter_, gradient_waiter_;
   std::vector<std::size_t> cursor_;
-  std::vector<double> free_at_, first_;
+  std::vector<double> free_at_, first_, bound_;
   std::vector<std::int32_t> runnable_;
 };
 
@@ -386,11 +416,13 @@ class weight_mover {
 /**
 @brief Moves W ops of `s` to shorten its span without breaking `memory_limit`.
 
-Only W's on a critical path of a longest rank are tried (walking back from the rank's last op,
-to the op before it on the rank when there is no idle gap, else to the input that arrived last):
-moving any other W leaves a chain of ops as long as that rank's span in place, so it cannot
-shorten it. A W never waits (its B is on its own rank, earlier), so it is on such a path exactly
-when the ops around it are. For each such W it tries as new positions, after the W's own B and
+Only W's on a critical path are tried (walking back from a rank's last op, to the op before it
+on the rank when there is no idle gap, else to the input that arrived last): moving any other W
+leaves a chain of ops as long as that rank's span in place, so it cannot shorten that rank. A W
+never waits (its B is on its own rank, earlier), so it is on such a path exactly when the ops
+around it are. On schedules of more than `options.all_ranks_up_to_ops` ops only the critical
+paths of the longest ranks (those that set the step) are followed; on smaller ones those of
+every rank, as the sum of the ranks' spans is also an objective. For each such W it tries as new positions, after the W's own B and
 without passing another W of its stage (W's keep microbatch order, as the paper's program
 assumes, schedules.md §7.6): the start of each idle gap before it, the start of each idle gap
 after it, and right after the op that follows it. A move is kept when the simulated span does not
@@ -439,7 +471,8 @@ refine_result refine_weights(const schedule& s, const Costs& costs, double memor
 
   std::vector<std::vector<char>> critical;
   std::vector<std::size_t> targets;
-  mover.critical_weights(span_eps, false, critical);
+  const bool longest_only = static_cast<std::int64_t>(s.num_ops()) > options.all_ranks_up_to_ops;
+  mover.critical_weights(span_eps, longest_only, critical);
   for (std::int32_t round = 0; round < options.max_rounds; ++round) {
     bool improved = false;
     for (std::size_t r = 0; r < p; ++r) {
@@ -493,7 +526,7 @@ refine_result refine_weights(const schedule& s, const Costs& costs, double memor
           }
           ++out.evaluations;
           detail::refine_score score;
-          const auto result = mover.try_edit(r, target < q ? target : q, best.span + span_eps, score);
+          const auto result = mover.try_edit(r, target < q ? target : q, best, span_eps, score);
           simulated += mover.last_trial_ops();
           const bool better = result == detail::weight_mover<Costs>::outcome::finished && score.span <= best.span &&
                               (score.span < best.span - span_eps || score.total < best.total - span_eps);
@@ -502,7 +535,7 @@ refine_result refine_weights(const schedule& s, const Costs& costs, double memor
             best = score;
             ++out.moves;
             improved = true;
-            mover.critical_weights(span_eps, false, critical);
+            mover.critical_weights(span_eps, longest_only, critical);
             break;  // the list changed: continue after the op now at q
           }
           rotate_to(target, q);  // undo

@@ -45,6 +45,9 @@ struct interval {
   Megatron/BFPP normalisation), busy time per rank (see `timeline_metrics`).
 - `peak_memory[r]`: the most activation memory rank r holds at once, in the cost model's memory
   unit (M_B for `uniform_costs`).
+- `parameter_memory[r]`: the parameter memory rank r holds for the whole step (`parameter_memory`):
+  M_θ summed over the (stage, replica) pairs placed on it; all 0 when the cost model gives no
+  M_θ. Not part of `peak_memory`: the most rank r holds is `peak_memory[r] + parameter_memory[r]`.
 - `memory[r]`: rank r's memory over time as a step function, starting with `{first start, 0}`.
   An op's memory delta takes effect when it starts if it allocates (F) and when it ends if it
   frees (B, W, BW), so the curve's maximum is `peak_memory[r]`. Empty unless
@@ -62,6 +65,7 @@ struct simulation {
   timeline events;
   timeline_metrics metrics;
   std::vector<double> peak_memory;
+  std::vector<double> parameter_memory;
   std::vector<std::vector<memory_sample>> memory;
   std::vector<interval> optimizer;
   double step_time{0.0};
@@ -89,6 +93,27 @@ constexpr std::vector<double> peak_memory(const schedule& s, const Costs& costs)
     }
   }
   return peak;
+}
+
+/**
+@brief Returns, per rank, the parameter memory it holds: the sum of M_θ
+(`parameter_memory_of(costs, stage, shape)`) over the distinct (stage, replica) pairs placed on
+the rank, for the replicas the schedule uses (`num_replicas()`). One replica: the rank's stages,
+one full stage's M_θ per rank (v chunks of M_θ/v each); two replicas (Chimera, BitPipe,
+DualPipe): twice that. In the cost model's memory unit; all 0 when it gives no M_θ.
+**Complexity.** O(S·replicas) per rank.
+*/
+template <cost_model Costs>
+constexpr std::vector<double> parameter_memory(const schedule& s, const Costs& costs) {
+  std::vector<double> out(static_cast<std::size_t>(s.num_ranks()), 0.0);
+  const std::int32_t replicas = s.num_replicas();
+  for (std::int32_t stage = 0; stage < s.num_stages(); ++stage)
+    for (std::int32_t replica = 0; replica < replicas; ++replica) {
+      const std::int32_t rank = rank_of_stage(s.placement(), s.shape(), stage, replica);
+      if (rank >= 0 && rank < s.num_ranks())
+        out[static_cast<std::size_t>(rank)] += parameter_memory_of(costs, stage, s.shape());
+    }
+  return out;
 }
 
 namespace detail {
@@ -269,6 +294,7 @@ constexpr simulation simulate(const schedule& s, const Costs& costs, simulate_op
   } else {
     out.peak_memory = peak_memory(s, costs);
   }
+  out.parameter_memory = parameter_memory(s, costs);
 
   if constexpr (cost_model_with_optimizer<Costs>) {
     out.optimizer.resize(p);
