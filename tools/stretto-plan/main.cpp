@@ -200,7 +200,7 @@ void add_simulate_options(CLI::App& command, simulate_arguments& args, bool with
       ->type_name("MB");
   command
       .add_option("--weight-memory", args.weight_memory,
-                  "M_W: part of M_B that B keeps until W runs (0 <= M_W <= M_B)")
+                  "M_W: memory B leaves for W until W runs (>= 0); above M_B, B allocates M_W - M_B")
       ->capture_default_str()
       ->type_name("MW");
   command

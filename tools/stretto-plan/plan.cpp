@@ -57,11 +57,6 @@ output_format check_request(const simulate_request& request, bool check_shape_ru
   require_non_negative("--activation-memory", costs.activation_memory);
   require_non_negative("--weight-memory", costs.weight_gradient_memory);
   require_non_negative("--parameter-memory", costs.parameter_memory);
-  if (costs.weight_gradient_memory > costs.activation_memory)
-    throw stretto::argument_error("--weight-memory (M_W = " + format_number(costs.weight_gradient_memory) +
-                                  ") must not exceed --activation-memory (M_B = " +
-                                  format_number(costs.activation_memory) +
-                                  "): W keeps part of what F stored");
   costs.check();  // the cost model's own rules; the checks above are stricter and name the option
 
   output_format format{};

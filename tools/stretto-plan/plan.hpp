@@ -61,8 +61,8 @@ struct simulate_result {
 @brief Checks `request` and returns its output format.
 
 Checks, in order: the schedule name; ranks, microbatches and chunks ≥ 1; p·v·m within
-`max_stage_microbatch_pairs`; every time finite and ≥ 0; M_B finite and > 0; M_W finite, ≥ 0 and
-≤ M_B; the format; then, when `check_shape_rules`, the policy's own shape check (`compare` checks
+`max_stage_microbatch_pairs`; every time finite and ≥ 0; M_B finite and > 0; M_W finite and ≥ 0
+(above M_B, B allocates); the format; then, when `check_shape_rules`, the policy's own shape check (`compare` checks
 each policy's rules itself and lists the ones that refuse the shape).
 @throws stretto::argument_error for a bad name, number or format, naming the option and what is
 valid; stretto::shape_error with the policy's message when the policy rejects the shape.

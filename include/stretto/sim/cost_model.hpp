@@ -23,7 +23,10 @@ Optionally `c.optimizer(rank, s)` returns an `optimizer_step` (concept
 §9); `stretto::sim::overlap_time` falls back to the two durations added up (serial compute).
 
 **Memory model** (schedules.md §0; Zero Bubble, Qi et al. 2024, §3.1): F keeps M_B/v of
-activations; B frees all but M_W/v (what W still needs); W frees the rest; BW frees M_B/v.
+activations; B frees all but M_W/v (what W still needs), i.e. its delta is −(M_B − M_W)/v; W frees
+M_W/v; BW frees M_B/v. Any M_W ≥ 0 is accepted: when W needs more than F kept (M_W > M_B, e.g. the
+weight gradient's inputs outweigh the activations), B's delta is positive: B allocates
+(M_W − M_B)/v and W frees it with the rest, so a microbatch holds at most max(M_B, M_W)/v.
 */
 
 #include <concepts>
@@ -110,15 +113,15 @@ struct uniform_costs {
 
   /**
   @brief Throws `argument_error` unless every time is ≥ 0 (`t_overlapped_fb` may be negative,
-  meaning F + B), M_B ≥ M_W ≥ 0 and M_θ ≥ 0.
+  meaning F + B), M_B ≥ 0, M_W ≥ 0 (M_W > M_B is allowed: B then allocates) and M_θ ≥ 0.
   */
   void check() const {
     if (!(t_forward >= 0 && t_backward_input >= 0 && t_backward_weight >= 0 && t_comm >= 0))
       throw argument_error("cost model: times must be non-negative numbers");
     if (t_overlapped_fb != t_overlapped_fb)
       throw argument_error("cost model: t_overlapped_fb must be a number (negative: F + B)");
-    if (!(activation_memory >= weight_gradient_memory && weight_gradient_memory >= 0))
-      throw argument_error("cost model: memory must satisfy M_B >= M_W >= 0");
+    if (!(activation_memory >= 0 && weight_gradient_memory >= 0))
+      throw argument_error("cost model: memory must satisfy M_B >= 0 and M_W >= 0");
     if (!(parameter_memory >= 0.0 && parameter_memory <= std::numeric_limits<double>::max()))
       throw argument_error("cost model: parameter_memory (M_theta) must be a finite number >= 0 (0: unknown)");
   }
@@ -227,7 +230,7 @@ by the global stage s in `[0, S)`, S = p·v, and holds the value for one microba
   ops' times added up (serial compute, only communication hidden).
 
 **Errors.** `check(shape)` throws `argument_error` naming the field when a vector has the wrong
-length, a value is negative or not finite, or M_W > M_B.
+length, or a value is negative or not finite. M_W > M_B is allowed (B then allocates).
 */
 struct stage_costs {
   std::vector<double> forward;
@@ -319,7 +322,7 @@ struct stage_costs {
   /**
   @brief Throws `argument_error` unless every vector has the length `shape` needs (S per-stage
   entries; `optimizer_time` p entries; optional vectors may be empty), every number is finite and
-  ≥ 0, and M_W ≤ M_B on every stage.
+  ≥ 0 (M_W may exceed M_B: B then allocates).
   */
   void check(const pipeline_shape& shape) const {
     const auto stages = static_cast<std::size_t>(shape.num_stages());
@@ -347,12 +350,6 @@ struct stage_costs {
         fail("latency, bandwidth and sync_latency", "must be finite numbers >= 0");
     if (t_overlapped_fb != t_overlapped_fb || t_overlapped_fb > std::numeric_limits<double>::max())
       fail("t_overlapped_fb", "must be a finite number (negative: the F and B times added up)");
-    for (std::size_t s = 0; s < stages; ++s) {
-      const double m_b = s < activation_memory.size() ? activation_memory[s] : 1.0;
-      const double m_w = s < weight_gradient_memory.size() ? weight_gradient_memory[s] : 0.5;
-      if (m_w > m_b)
-        fail("weight_gradient_memory", "must not exceed activation_memory (M_W <= M_B) on stage " + std::to_string(s));
-    }
   }
 };
 
