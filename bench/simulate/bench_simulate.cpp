@@ -8,6 +8,9 @@
   caller pays; `/memory_curve` also records the memory curve (`record_memory`).
 - `auto_schedule/zb-<k>p/p:8/m:<m>`: the heuristic with all 8 switch combinations plus the
   refinement, for the Table 5 rows (ms costs).
+- `auto_schedule/<zb-1p|zb-2p|auto>/p:<p>/m:<m>` for (p, m) = (32, 96), (32, 256), (64, 512): the
+  same at large shapes, with the 1.5B row's costs on every stage; `auto` plans under 1.5p·M_B
+  (between the two). `/heuristic` times the 8 heuristic runs alone (no refinement).
 
 **Counters.** `ops`: ops per schedule; `ops/s`: simulated ops per second of CPU time
 (`kIsRate`); the target is ≥ 10 M ops/s on one core. `span` and `bubble_rate`: the simulated
@@ -16,6 +19,7 @@ step, computed once outside the timed loop.
 
 #include <cstdint>
 #include <string>
+#include <utility>
 
 #include <benchmark/benchmark.h>
 
@@ -47,16 +51,22 @@ void run_simulate(benchmark::State& state, const stretto::schedule& s, const Cos
   state.counters["bubble_rate"] = benchmark::Counter(reference.metrics.bubble_rate);
 }
 
-void run_auto_schedule(benchmark::State& state, pipeline_shape shape, double factor) {
+void run_auto_schedule(benchmark::State& state, pipeline_shape shape, double factor, bool refine) {
   const double limit = stretto::plan::zb_memory_limit(shape, table9, factor);
-  const auto reference = stretto::plan::auto_schedule_detailed(shape, table9, limit);
+  stretto::plan::auto_schedule_options options;
+  options.refine = refine;
+  const auto reference = stretto::plan::auto_schedule_detailed(shape, table9, limit, options);
   for (auto _ : state) {
-    stretto::schedule plan = stretto::plan::auto_schedule(shape, table9, limit);
+    stretto::schedule plan = stretto::plan::auto_schedule(shape, table9, limit, options);
     benchmark::DoNotOptimize(plan);
   }
+  const double ideal = static_cast<double>(shape.num_microbatches) *
+                       (table9.t_forward + table9.t_backward_input + table9.t_backward_weight);
   state.counters["ops"] = benchmark::Counter(static_cast<double>(reference.plan.num_ops()));
   state.counters["span"] = benchmark::Counter(reference.span);
   state.counters["heuristic_span"] = benchmark::Counter(reference.heuristic_span);
+  state.counters["bubble_rate"] = benchmark::Counter(1.0 - ideal / reference.span);
+  state.counters["refine_moves"] = benchmark::Counter(reference.refine_moves);
 }
 
 bool register_benchmarks() {
@@ -80,9 +90,17 @@ bool register_benchmarks() {
     for (const double factor : {1.0, 2.0}) {
       const std::string name = std::string("auto_schedule/zb-") + (factor == 1.0 ? "1" : "2") + "p/p:8/m:" +
                                std::to_string(m);
-      benchmark::RegisterBenchmark(name.c_str(), run_auto_schedule, pipeline_shape{8, m, 1}, factor)
+      benchmark::RegisterBenchmark(name.c_str(), run_auto_schedule, pipeline_shape{8, m, 1}, factor, true)
           ->Unit(benchmark::kMillisecond);
     }
+  for (const pipeline_shape shape : {pipeline_shape{32, 96, 1}, pipeline_shape{32, 256, 1}, pipeline_shape{64, 512, 1}})
+    for (const auto& [label, factor] : {std::pair{"zb-1p", 1.0}, std::pair{"zb-2p", 2.0}, std::pair{"auto", 1.5}})
+      for (const bool refine : {true, false}) {
+        const std::string name = std::string("auto_schedule/") + label + "/p:" + std::to_string(shape.num_ranks) +
+                                 "/m:" + std::to_string(shape.num_microbatches) + (refine ? "" : "/heuristic");
+        benchmark::RegisterBenchmark(name.c_str(), run_auto_schedule, shape, factor, refine)
+            ->Unit(benchmark::kMillisecond);
+      }
   return true;
 }
 

@@ -105,7 +105,9 @@ TEST_CASE("errors.cost_model.rejects_bad_parameters" * doctest::timeout(5)) {
       message_of<stretto::argument_error>([] { uniform_costs{1.0, -1.0, 1.0, 0.0}.check(); });
   CHECK(contains(negative, "non-negative"));
   CHECK(message_of<stretto::argument_error>([] { uniform_costs{1.0, 1.0, 1.0, -0.5}.check(); }) != no_exception);
+  // M_W > M_B is allowed (B allocates M_W − M_B); negative memory is not.
+  CHECK_NOTHROW((uniform_costs{1.0, 1.0, 1.0, 0.0, 0.5, 1.0}.check()));
   const std::string memory =
-      message_of<stretto::argument_error>([] { uniform_costs{1.0, 1.0, 1.0, 0.0, 0.5, 1.0}.check(); });
-  CHECK(contains(memory, "M_B >= M_W"));
+      message_of<stretto::argument_error>([] { uniform_costs{1.0, 1.0, 1.0, 0.0, 1.0, -0.5}.check(); });
+  CHECK(contains(memory, "M_W >= 0"));
 }

@@ -159,10 +159,14 @@ TEST_CASE("stage_costs.check_names_the_field" * doctest::timeout(5)) {
   bad_latency.latency = -0.1;
   CHECK(message(bad_latency) == "cost model: latency, bandwidth and sync_latency must be finite numbers >= 0");
 
+  // M_W above M_B is a valid model (B allocates M_W − M_B); a negative M_W is not.
   stage_costs memory = ok;
   memory.activation_memory = {1.0, 1.0};
   memory.weight_gradient_memory = {0.5, 2.0};
-  CHECK(message(memory) == "cost model: weight_gradient_memory must not exceed activation_memory (M_W <= M_B) on stage 1");
+  CHECK_NOTHROW(memory.check({2, 1, 1}));
+  CHECK(memory.memory_delta(stretto::op{stretto::op_kind::backward_input, 1, 0}, {2, 1, 1}) == 1.0);
+  memory.weight_gradient_memory = {0.5, -2.0};
+  CHECK(message(memory) == "cost model: weight_gradient_memory must be finite numbers >= 0");
 
   stage_costs optimizer = ok;
   optimizer.optimizer_time = {1.0, 1.0, 1.0};

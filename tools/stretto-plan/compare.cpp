@@ -30,6 +30,10 @@ compare_row measure_row(std::string name, std::string_view placement, const stre
   row.bubble_overhead = run.metrics.bubble_overhead;
   row.peak_memory = run.peak_memory;
   row.max_peak_memory = row.peak_memory.empty() ? 0.0 : *std::max_element(row.peak_memory.begin(), row.peak_memory.end());
+  row.replicas = s.num_replicas();
+  row.parameter_memory = run.parameter_memory;
+  for (std::size_t r = 0; r < row.peak_memory.size(); ++r)
+    row.max_memory_with_parameters = std::max(row.max_memory_with_parameters, row.peak_memory[r] + row.parameter_memory[r]);
   return row;
 }
 
@@ -74,8 +78,12 @@ compare_result compare_with(const compare_request& request, const Costs& costs, 
   std::optional<double> baseline;
   for (const compare_row& row : out.rows)
     if (row.schedule == "1f1b") baseline = row.span;
-  for (compare_row& row : out.rows)
+  for (compare_row& row : out.rows) {
     if (baseline && row.span > 0.0) row.speedup = *baseline / row.span;
+    // The same relative tolerance as the planners' memory checks.
+    if (request.memory_limit)
+      row.within_memory_limit = row.max_memory_with_parameters <= *request.memory_limit * (1.0 + 1e-9);
+  }
   std::stable_sort(out.rows.begin(), out.rows.end(), [](const compare_row& a, const compare_row& b) {
     return a.span != b.span ? a.span < b.span : a.schedule < b.schedule;
   });
@@ -105,13 +113,32 @@ void write_compare_table(std::ostream& out, const compare_request& request, cons
   out << "\n"
       << std::left << std::setw(24) << "schedule" << std::right << std::setw(7) << "chunks" << std::setw(14) << "span"
       << std::setw(13) << "bubble rate" << std::setw(10) << "vs 1f1b" << "  peak memory per rank\n";
+  bool has_params = false;
+  for (const compare_row& row : result.rows)
+    for (double x : row.parameter_memory) has_params = has_params || x > 0.0;
   for (const compare_row& row : result.rows) {
     std::string peaks;
     for (double x : row.peak_memory) peaks += (peaks.empty() ? "" : " ") + format_number(x);
+    std::string notes;
+    if (has_params) {
+      const double most = row.parameter_memory.empty()
+                              ? 0.0
+                              : *std::max_element(row.parameter_memory.begin(), row.parameter_memory.end());
+      notes += "  params " + format_number(most) + ", total " + format_number(row.max_memory_with_parameters);
+    } else if (row.replicas > 1) {
+      notes += "  (" + std::to_string(row.replicas) + " replicas)";
+    }
+    if (row.within_memory_limit && !*row.within_memory_limit) notes += "  over " + format_number(*request.memory_limit);
     out << std::left << std::setw(24) << row.schedule << std::right << std::setw(7) << row.chunks << std::setw(14)
         << format_number(row.span) << std::setw(13) << format_fixed(row.bubble_rate, 4) << std::setw(10)
-        << (row.speedup ? format_fixed(*row.speedup, 3) + "x" : std::string("-")) << "  " << peaks << "\n";
+        << (row.speedup ? format_fixed(*row.speedup, 3) + "x" : std::string("-")) << "  " << peaks << notes << "\n";
   }
+  const bool any_over = std::any_of(result.rows.begin(), result.rows.end(), [](const compare_row& row) {
+    return row.within_memory_limit && !*row.within_memory_limit;
+  });
+  if (any_over)
+    out << "\nover X: the row's largest per-rank peak" << (has_params ? " + parameters" : "")
+        << " exceeds --memory-limit " << format_number(*request.memory_limit) << " (kept in the ranking)\n";
   if (!result.skipped.empty()) {
     out << "\nnot applicable:\n";
     for (const compare_skip& s : result.skipped) out << "  " << s.reason << "\n";
@@ -134,6 +161,10 @@ void write_compare_json(std::ostream& out, const compare_request& request, const
     r["bubble_overhead"] = row.bubble_overhead;
     r["peak_memory"] = row.peak_memory;
     r["max_peak_memory"] = row.max_peak_memory;
+    r["replicas"] = row.replicas;
+    r["parameter_memory"] = row.parameter_memory;
+    r["max_memory_with_parameters"] = row.max_memory_with_parameters;
+    if (row.within_memory_limit) r["within_memory_limit"] = *row.within_memory_limit;
     r["speedup_over_1f1b"] = row.speedup ? nlohmann::ordered_json(*row.speedup) : nlohmann::ordered_json(nullptr);
     if (row.memory_limit) r["memory_limit"] = *row.memory_limit;
     rows.push_back(std::move(r));

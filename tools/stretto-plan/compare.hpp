@@ -29,7 +29,9 @@ struct compare_request {
   bool chunks_given{false};
   stretto::sim::uniform_costs costs;                       ///< when no cost file
   std::optional<stretto::sim::stage_costs> stage_costs;    ///< from `--costs FILE`
-  std::optional<double> memory_limit;                      ///< adds the `auto` and `auto-v` rows
+  /// adds the `auto` and `auto-v` rows, and marks every row whose `max_memory_with_parameters`
+  /// exceeds it (`compare_row::within_memory_limit`); such rows stay in the ranking
+  std::optional<double> memory_limit;
   std::string format{"table"};
 };
 
@@ -43,6 +45,10 @@ struct compare_row {
   double bubble_overhead{0.0};
   std::vector<double> peak_memory;       ///< per rank, in the memory unit of the costs (M_B)
   double max_peak_memory{0.0};
+  std::int32_t replicas{1};              ///< model replicas held (2: chimera, bitpipe, dualpipe)
+  std::vector<double> parameter_memory;  ///< per rank: M_θ over the stages and replicas it holds (0: not given)
+  double max_memory_with_parameters{0.0};  ///< max over ranks of peak_memory + parameter_memory
+  std::optional<bool> within_memory_limit;  ///< with --memory-limit: max_memory_with_parameters <= the limit
   std::optional<double> speedup;         ///< 1F1B's span / this span, when 1F1B applies
   std::optional<double> memory_limit;    ///< for the automatic schedules
 };
@@ -67,13 +73,20 @@ plus zb-1p and zb-2p (and `auto` and `auto-v` under `memory_limit` when given; a
 */
 compare_result run_compare(const compare_request& request);
 
-/** @brief One line per row: schedule, chunks, span, bubble rate, speed-up, peak memory per rank. */
+/**
+@brief One line per row: schedule, chunks, span, bubble rate, speed-up, peak memory per rank;
+then, when some row has parameter memory, `params P, total T` (largest per-rank parameter memory
+and largest peak + parameters), else `(2 replicas)` for two-replica schedules; and `over X` when
+the row exceeds `--memory-limit X`.
+*/
 void write_compare_table(std::ostream& out, const compare_request& request, const compare_result& result);
 
 /**
 @brief One JSON object: ranks, microbatches, baseline ("1f1b"), schedules (array of objects with
 schedule, placement, chunks, span, bubble_rate, bubble_overhead, peak_memory, max_peak_memory,
-speedup_over_1f1b, and memory_limit for automatic ones), skipped (schedule, reason).
+replicas, parameter_memory, max_memory_with_parameters, within_memory_limit (with
+--memory-limit), speedup_over_1f1b, and memory_limit for automatic ones), skipped (schedule,
+reason).
 */
 void write_compare_json(std::ostream& out, const compare_request& request, const compare_result& result);
 

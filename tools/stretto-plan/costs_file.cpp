@@ -87,6 +87,7 @@ stretto::sim::stage_costs parse_costs(std::string_view text, const stretto::pipe
     else if (key == "gradient_bytes") costs.gradient_bytes = per_entry(key, value, stages, "stage");
     else if (key == "activation_memory") costs.activation_memory = per_entry(key, value, stages, "stage");
     else if (key == "weight_gradient_memory") costs.weight_gradient_memory = per_entry(key, value, stages, "stage");
+    else if (key == "parameter_memory") costs.parameter_memory = per_entry(key, value, stages, "stage");
     else if (key == "optimizer_time") costs.optimizer_time = per_entry(key, value, ranks, "rank");
     else if (key == "latency") costs.latency = number(key, value);
     else if (key == "bandwidth") costs.bandwidth = number(key, value);
@@ -104,7 +105,7 @@ stretto::sim::stage_costs parse_costs(std::string_view text, const stretto::pipe
       throw stretto::argument_error(where + "unknown key '" + key +
                                     "'; valid keys are: forward, backward_input, backward_weight, latency, bandwidth, "
                                     "activation_bytes, gradient_bytes, activation_memory, weight_gradient_memory, "
-                                    "optimizer_time, synchronised_optimizer, sync_latency, overlapped_fb");
+                                    "parameter_memory, optimizer_time, synchronised_optimizer, sync_latency, overlapped_fb");
     }
   }
   for (const char* key : {"forward", "backward_input", "backward_weight"})

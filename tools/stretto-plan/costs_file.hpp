@@ -29,7 +29,7 @@ starts every error message (e.g. "--costs file.json: ").
 The text is one object and nothing else (only white space may follow it), with no key given
 twice. Its keys are `stage_costs`' fields: `forward`, `backward_input`, `backward_weight`
 (required), `latency`, `bandwidth`, `activation_bytes`, `gradient_bytes`, `activation_memory`,
-`weight_gradient_memory`, `optimizer_time`, `synchronised_optimizer`, `sync_latency`,
+`weight_gradient_memory`, `parameter_memory` (M_θ per stage), `optimizer_time`, `synchronised_optimizer`, `sync_latency`,
 `overlapped_fb` (optional; `t_overlapped_fb`, the time of one overlapped F&B pair of DualPipe,
 per chunk like the other times; absent: F + B). A per-stage field is an array of p·v numbers (one
 per stage of the model, i.e. per chunk when v > 1, no division by v) or one number for every

@@ -129,6 +129,7 @@ struct simulate_arguments {
   std::string t_overlapped_fb;  // empty: an F&B pair takes its two ops' times added up (no overlap)
   std::string activation_memory{"1"};
   std::string weight_memory{"0.5"};
+  std::string parameter_memory;  // empty: M_theta unknown (0)
   std::string format{"table"};
   std::string costs_file;    // --costs FILE: per-stage costs instead of --t-*
   std::string memory_limit;  // --memory-limit X, for --schedule auto / auto-v and their rows in compare
@@ -186,9 +187,14 @@ stretto_plan::simulate_request to_request(const simulate_arguments& args) {
     if (!args.t_overlapped_fb.empty())
       throw stretto::argument_error(
           "--t-overlapped-fb cannot be combined with --costs; give the file the key overlapped_fb instead");
+    if (!args.parameter_memory.empty())
+      throw stretto::argument_error(
+          "--parameter-memory cannot be combined with --costs; give the file the key parameter_memory instead");
     request.costs_file = args.costs_file;
     request.stage_costs = stretto_plan::read_costs_file(args.costs_file, request.shape);
   }
+  if (!args.parameter_memory.empty())
+    request.costs.parameter_memory = parse_amount("--parameter-memory", args.parameter_memory);
   if (!args.memory_limit.empty()) {
     try {
       request.memory_limit = parse_amount("--memory-limit", args.memory_limit);
@@ -245,9 +251,15 @@ void add_simulate_options(CLI::App& command, simulate_arguments& args, bool with
       ->type_name("MB");
   command
       .add_option("--weight-memory", args.weight_memory,
-                  "M_W: part of M_B that B keeps until W runs (0 <= M_W <= M_B)")
+                  "M_W: memory B leaves for W until W runs (>= 0); above M_B, B allocates M_W - M_B")
       ->capture_default_str()
       ->type_name("MW");
+  command
+      .add_option("--parameter-memory", args.parameter_memory,
+                  "M_theta: memory of one full stage's parameters (with their gradients and optimizer state), in the "
+                  "unit of --activation-memory (>= 0); reported per rank next to the activation peak, once per stage "
+                  "and model replica the rank holds (twice for chimera, bitpipe, dualpipe); default: unknown (0)")
+      ->type_name("MT");
   command.add_option("--format", args.format, "Report format: table or json")
       ->capture_default_str()
       ->type_name("{table,json}");
@@ -259,7 +271,8 @@ void add_simulate_options(CLI::App& command, simulate_arguments& args, bool with
   command
       .add_option("--memory-limit", args.memory_limit,
                   "Activation memory per rank for the auto and auto-v schedules, in the unit of --activation-memory "
-                  "(M_B); e.g. p*M_B is 1F1B's peak (zb-1p's limit), 2p*M_B zb-2p's")
+                  "(M_B); e.g. p*M_B is 1F1B's peak (zb-1p's limit), 2p*M_B zb-2p's. In compare it also marks every "
+                  "row whose peak (activations plus parameters, when --parameter-memory is given) exceeds it")
       ->type_name("X");
 }
 
@@ -335,6 +348,9 @@ int main(int argc, char** argv) {
   compare->footer(
       "Lists every policy of 'stretto-plan list' whose shape rules accept the shape (with --chunks unset, a policy\n"
       "that needs several chunks per rank gets 2), plus zb-1p and zb-2p, and auto and auto-v with --memory-limit.\n"
+      "With --memory-limit X a row whose largest per-rank peak (activation peak + parameter memory; the\n"
+      "parameters count only when --parameter-memory or the cost file's parameter_memory gives them) exceeds X\n"
+      "is marked 'over X' (JSON: within_memory_limit false); it is kept in the ranking.\n"
       "Exit status: 0 on success, 2 for a bad argument, 1 for an internal error.");
   simulate_arguments compare_args;
   add_simulate_options(*compare, compare_args, false);

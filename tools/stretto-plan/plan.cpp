@@ -58,11 +58,7 @@ output_format check_request(const simulate_request& request, bool check_shape_ru
   require_non_negative("--t-comm", costs.t_comm);
   require_non_negative("--activation-memory", costs.activation_memory);
   require_non_negative("--weight-memory", costs.weight_gradient_memory);
-  if (costs.weight_gradient_memory > costs.activation_memory)
-    throw stretto::argument_error("--weight-memory (M_W = " + format_number(costs.weight_gradient_memory) +
-                                  ") must not exceed --activation-memory (M_B = " +
-                                  format_number(costs.activation_memory) +
-                                  "): W keeps part of what F stored");
+  require_non_negative("--parameter-memory", costs.parameter_memory);
   costs.check();  // the cost model's own rules; the checks above are stricter and name the option
 
   output_format format{};
@@ -127,6 +123,7 @@ simulate_result run_simulation(const simulate_request& request) {
     simulate_with(request, request.costs, result, schedule);
   result.ops_per_rank.reserve(static_cast<std::size_t>(schedule.num_ranks()));
   for (std::int32_t r = 0; r < schedule.num_ranks(); ++r) result.ops_per_rank.push_back(schedule.ops(r).size());
+  result.replicas = schedule.num_replicas();
   result.schedule = std::move(schedule);
   return result;
 }
@@ -153,8 +150,15 @@ void write_table(std::ostream& out, const simulate_request& request, const simul
                    << (costs.t_overlapped_fb >= 0.0 ? ", F&B pair " + format_number(costs.t_overlapped_fb) : std::string())
                    << "\n";
     label("memory") << "M_B " << format_number(costs.activation_memory) << ", M_W "
-                    << format_number(costs.weight_gradient_memory) << "\n";
+                    << format_number(costs.weight_gradient_memory)
+                    << (costs.parameter_memory > 0.0 ? ", M_theta " + format_number(costs.parameter_memory) : std::string())
+                    << "\n";
   }
+  const std::vector<double>& params = result.run.parameter_memory;
+  const bool has_params = std::any_of(params.begin(), params.end(), [](double x) { return x > 0.0; });
+  if (result.replicas > 1)
+    label("replicas") << result.replicas << "  (every rank holds the parameters of two stages"
+                      << (has_params ? "" : "; --parameter-memory adds them to the peak") << ")\n";
   if (result.memory_limit)
     label("memory limit") << format_number(*result.memory_limit)
                           << (result.refined ? "  (heuristic span " + format_number(result.heuristic_span) + ", refined)"
@@ -168,12 +172,18 @@ void write_table(std::ostream& out, const simulate_request& request, const simul
   out << "\n";
 
   out << std::setw(6) << "rank" << std::setw(10) << "ops" << std::setw(14) << "busy" << std::setw(14) << "idle"
-      << std::setw(20) << "peak memory (M_B)" << "\n";
+      << std::setw(20) << "peak memory (M_B)";
+  if (has_params) out << std::setw(10) << "params" << std::setw(14) << "peak+params";
+  out << "\n";
   for (std::size_t r = 0; r < result.ops_per_rank.size(); ++r) {
     const double busy = metrics.busy[r];
     out << std::setw(6) << r << std::setw(10) << result.ops_per_rank[r] << std::setw(14) << format_number(busy)
         << std::setw(14) << format_number(metrics.span - busy) << std::setw(20)
-        << format_number(result.run.peak_memory[r]) << "\n";
+        << format_number(result.run.peak_memory[r]);
+    if (has_params)
+      out << std::setw(10) << format_number(params[r]) << std::setw(14)
+          << format_number(result.run.peak_memory[r] + params[r]);
+    out << "\n";
   }
 }
 
@@ -185,6 +195,7 @@ void write_json(std::ostream& out, const simulate_request& request, const simula
   report["ranks"] = request.shape.num_ranks;
   report["microbatches"] = request.shape.num_microbatches;
   report["chunks"] = request.shape.num_chunks;
+  report["replicas"] = result.replicas;
   if (request.stage_costs) {
     const stretto::sim::stage_costs& c = *request.stage_costs;
     report["costs"] = {
@@ -198,6 +209,7 @@ void write_json(std::ostream& out, const simulate_request& request, const simula
         {"weight_gradient_memory", c.weight_gradient_memory},
     };
     if (c.t_overlapped_fb >= 0.0) report["costs"]["overlapped_fb"] = c.t_overlapped_fb;
+    if (!c.parameter_memory.empty()) report["costs"]["parameter_memory"] = c.parameter_memory;
   } else {
     report["costs"] = {
         {"t_forward", costs.t_forward},
@@ -208,11 +220,18 @@ void write_json(std::ostream& out, const simulate_request& request, const simula
         {"weight_memory", costs.weight_gradient_memory},
     };
     if (costs.t_overlapped_fb >= 0.0) report["costs"]["t_overlapped_fb"] = costs.t_overlapped_fb;
+    if (costs.parameter_memory > 0.0) report["costs"]["parameter_memory"] = costs.parameter_memory;
   }
   report["span"] = metrics.span;
   report["bubble_rate"] = metrics.bubble_rate;
   report["bubble_overhead"] = metrics.bubble_overhead;
   report["peak_memory"] = result.run.peak_memory;
+  report["parameter_memory"] = result.run.parameter_memory;
+  if (std::any_of(result.run.parameter_memory.begin(), result.run.parameter_memory.end(), [](double x) { return x > 0.0; })) {
+    std::vector<double> total = result.run.peak_memory;
+    for (std::size_t r = 0; r < total.size(); ++r) total[r] += result.run.parameter_memory[r];
+    report["peak_memory_with_parameters"] = std::move(total);
+  }
   report["busy"] = metrics.busy;
   report["ops_per_rank"] = result.ops_per_rank;
   if (result.memory_limit) {

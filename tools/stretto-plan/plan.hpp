@@ -55,6 +55,7 @@ struct simulate_result {
   stretto::schedule schedule;             ///< the schedule simulated (for export and show)
   stretto::sim::simulation run;
   std::vector<std::size_t> ops_per_rank;  ///< [rank] number of ops in that rank's list
+  std::int32_t replicas{1};               ///< model replicas the schedule holds (2: chimera, bitpipe, dualpipe)
   std::optional<double> memory_limit;     ///< the limit an automatic schedule (zb-1p, zb-2p, auto, auto-v) kept to
   double heuristic_span{0.0};             ///< an automatic schedule's span before its refinement (auto-v: the span)
   bool refined{true};                     ///< whether W moves ran after the heuristic (not for auto-v)
@@ -64,8 +65,8 @@ struct simulate_result {
 @brief Checks `request` and returns its output format.
 
 Checks, in order: the schedule name; ranks, microbatches and chunks ≥ 1; p·v·m within
-`max_stage_microbatch_pairs`; every time finite and ≥ 0; M_B finite and > 0; M_W finite, ≥ 0 and
-≤ M_B; the format; then, when `check_shape_rules`, the policy's own shape check (`compare` checks
+`max_stage_microbatch_pairs`; every time finite and ≥ 0; M_B finite and > 0; M_W finite and ≥ 0
+(above M_B, B allocates); the format; then, when `check_shape_rules`, the policy's own shape check (`compare` checks
 each policy's rules itself and lists the ones that refuse the shape).
 @throws stretto::argument_error for a bad name, number or format, naming the option and what is
 valid; stretto::shape_error with the policy's message when the policy rejects the shape.
@@ -80,14 +81,18 @@ output_format check_request(const simulate_request& request, bool check_shape_ru
 simulate_result run_simulation(const simulate_request& request);
 
 /**
-@brief Writes a readable summary and a per-rank table (rank, ops, busy, idle, peak memory).
-Idle is span − busy, so the idle column sums to bubble_rate · p · span.
+@brief Writes a readable summary and a per-rank table (rank, ops, busy, idle, peak memory; with a
+parameter memory M_θ also params and peak + params). Idle is span − busy, so the idle column sums
+to bubble_rate · p · span. Schedules with two model replicas get a `replicas` line.
 */
 void write_table(std::ostream& out, const simulate_request& request, const simulate_result& result);
 
 /**
-@brief Writes the report as one JSON object (keys: schedule, ranks, microbatches, chunks, costs,
-span, bubble_rate, bubble_overhead, peak_memory, busy, ops_per_rank), followed by a newline.
+@brief Writes the report as one JSON object (keys: schedule, ranks, microbatches, chunks,
+replicas, costs, span, bubble_rate, bubble_overhead, peak_memory, parameter_memory, busy,
+ops_per_rank), followed by a newline. `parameter_memory` is per rank (M_θ summed over the stages
+and replicas it holds; 0 when no M_θ was given); with an M_θ, `peak_memory_with_parameters`
+(per rank) follows it.
 With `--costs`, `costs` holds the per-stage arrays of the file. Automatic schedules add
 memory_limit and heuristic_span; a cost file with `optimizer_time` adds step_time and optimizer
 (per rank [start, end]).

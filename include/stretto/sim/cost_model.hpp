@@ -12,13 +12,21 @@
 | `c.comm_delay(a, b, s)` | `double` | time from the end of an op on stage `a` until its output is usable on stage `b`, when the two stages are on different ranks |
 | `c.memory_delta(o, s)` | `double` | activation memory the op adds (+) or frees (−) on its rank, in units of M_B |
 
+Optionally `c.parameter_memory_of(stage, s)` returns M_θ, the memory of the parameters (and
+whatever else scales with them: gradients, optimizer state) of one stage, in the unit of
+`memory_delta`; `stretto::sim::parameter_memory_of` reads it, 0 (unknown) when the model has
+none. A rank holds M_θ once per (stage, replica) it runs: schedules with two model replicas
+(Chimera, BitPipe, DualPipe) hold two stages' parameters per rank (`sim::parameter_memory`).
 Optionally `c.optimizer(rank, s)` returns an `optimizer_step` (concept
 `cost_model_with_optimizer`); `stage_costs` is the cost model with every feature. Optionally
 `c.overlap_time(f, b, s)` prices an overlapped F&B pair (`op::overlapped`; DualPipe, schedules.md
 §9); `stretto::sim::overlap_time` falls back to the two durations added up (serial compute).
 
 **Memory model** (schedules.md §0; Zero Bubble, Qi et al. 2024, §3.1): F keeps M_B/v of
-activations; B frees all but M_W/v (what W still needs); W frees the rest; BW frees M_B/v.
+activations; B frees all but M_W/v (what W still needs), i.e. its delta is −(M_B − M_W)/v; W frees
+M_W/v; BW frees M_B/v. Any M_W ≥ 0 is accepted: when W needs more than F kept (M_W > M_B, e.g. the
+weight gradient's inputs outweigh the activations), B's delta is positive: B allocates
+(M_W − M_B)/v and W frees it with the rest, so a microbatch holds at most max(M_B, M_W)/v.
 */
 
 #include <concepts>
@@ -64,7 +72,8 @@ is paid by every dependency that crosses ranks. `activation_memory` is M_B and
 the Zero Bubble code (2 and 1 units). `t_overlapped_fb` is the time of one overlapped F&B pair
 (DualPipe's "F&B", schedules.md §9) per full stage, divided by v like the others; negative (the
 default) means F + B: the two ops' times added up, serial compute with only communication
-hidden, as the DualPipe figure is drawn.
+hidden, as the DualPipe figure is drawn. `parameter_memory` is M_θ per full stage (a chunk
+holds M_θ/v), in the unit of M_B; 0, the default, means unknown and adds nothing.
 */
 struct uniform_costs {
   double t_forward{1.0};
@@ -74,6 +83,7 @@ struct uniform_costs {
   double activation_memory{1.0};
   double weight_gradient_memory{0.5};
   double t_overlapped_fb{-1.0};
+  double parameter_memory{0.0};
 
   constexpr double duration(const op& o, const pipeline_shape& s) const noexcept {
     double t = 0.0;
@@ -96,18 +106,24 @@ struct uniform_costs {
   constexpr double overlap_time(const op& f, const op& b, const pipeline_shape& s) const noexcept {
     return t_overlapped_fb < 0.0 ? duration(f, s) + duration(b, s) : t_overlapped_fb / static_cast<double>(s.num_chunks);
   }
+  /** @brief M_θ of one stage: `parameter_memory / v`. */
+  constexpr double parameter_memory_of(std::int32_t, const pipeline_shape& s) const noexcept {
+    return parameter_memory / static_cast<double>(s.num_chunks);
+  }
 
   /**
   @brief Throws `argument_error` unless every time is ≥ 0 (`t_overlapped_fb` may be negative,
-  meaning F + B) and M_B ≥ M_W ≥ 0.
+  meaning F + B), M_B ≥ 0, M_W ≥ 0 (M_W > M_B is allowed: B then allocates) and M_θ ≥ 0.
   */
   void check() const {
     if (!(t_forward >= 0 && t_backward_input >= 0 && t_backward_weight >= 0 && t_comm >= 0))
       throw argument_error("cost model: times must be non-negative numbers");
     if (t_overlapped_fb != t_overlapped_fb)
       throw argument_error("cost model: t_overlapped_fb must be a number (negative: F + B)");
-    if (!(activation_memory >= weight_gradient_memory && weight_gradient_memory >= 0))
-      throw argument_error("cost model: memory must satisfy M_B >= M_W >= 0");
+    if (!(activation_memory >= 0 && weight_gradient_memory >= 0))
+      throw argument_error("cost model: memory must satisfy M_B >= 0 and M_W >= 0");
+    if (!(parameter_memory >= 0.0 && parameter_memory <= std::numeric_limits<double>::max()))
+      throw argument_error("cost model: parameter_memory (M_theta) must be a finite number >= 0 (0: unknown)");
   }
 };
 
@@ -116,7 +132,8 @@ struct uniform_costs {
 
 **Units.** `forward[s]`, `backward_input[s]`, `backward_weight[s]` are the times of one op on
 stage s (already per chunk: no division by v). A fused BW on stage s takes
-`backward_input[s] + backward_weight[s]`. Memory as in `uniform_costs`.
+`backward_input[s] + backward_weight[s]`. Memory as in `uniform_costs` (M_B, M_W and M_θ per
+full stage, divided by v).
 @pre every vector has `num_stages()` entries.
 */
 struct table_costs {
@@ -126,6 +143,12 @@ struct table_costs {
   double t_comm{0.0};
   double activation_memory{1.0};
   double weight_gradient_memory{0.5};
+  double parameter_memory{0.0};
+
+  /** @brief M_θ of one stage: `parameter_memory / v`. */
+  constexpr double parameter_memory_of(std::int32_t, const pipeline_shape& s) const noexcept {
+    return parameter_memory / static_cast<double>(s.num_chunks);
+  }
 
   constexpr double duration(const op& o, const pipeline_shape&) const noexcept {
     const auto s = static_cast<std::size_t>(o.stage);
@@ -198,6 +221,8 @@ by the global stage s in `[0, S)`, S = p·v, and holds the value for one microba
 - `activation_memory[s]` is M_B of stage s (what one F keeps until its B), and
   `weight_gradient_memory[s]` M_W (what B leaves for W), in any one memory unit (bytes, or
   units of one full stage's M_B as in `uniform_costs`). Empty vectors mean M_B = 1, M_W = 0.5.
+- `parameter_memory[s]` is M_θ of stage s (its parameters, gradients and optimizer state), in
+  the same unit; empty means 0 (unknown).
 - `optimizer_time[r]` is rank r's optimizer step (empty: 0 on every rank), with
   `synchronised_optimizer` and `sync_latency` as in `optimizer_step`.
 - `t_overlapped_fb` is the time of one overlapped F&B pair (`op::overlapped`; DualPipe,
@@ -205,7 +230,7 @@ by the global stage s in `[0, S)`, S = p·v, and holds the value for one microba
   ops' times added up (serial compute, only communication hidden).
 
 **Errors.** `check(shape)` throws `argument_error` naming the field when a vector has the wrong
-length, a value is negative or not finite, or M_W > M_B.
+length, or a value is negative or not finite. M_W > M_B is allowed (B then allocates).
 */
 struct stage_costs {
   std::vector<double> forward;
@@ -217,6 +242,7 @@ struct stage_costs {
   std::vector<double> gradient_bytes;
   std::vector<double> activation_memory;
   std::vector<double> weight_gradient_memory;
+  std::vector<double> parameter_memory;
   std::vector<double> optimizer_time;
   bool synchronised_optimizer{false};
   double sync_latency{0.0};
@@ -248,6 +274,11 @@ struct stage_costs {
   constexpr double overlap_time(const op& f, const op& b, const pipeline_shape& s) const noexcept {
     return t_overlapped_fb < 0.0 ? duration(f, s) + duration(b, s) : t_overlapped_fb;
   }
+  /** @brief M_θ of stage `stage`: `parameter_memory[stage]`, 0 when the vector is empty. */
+  constexpr double parameter_memory_of(std::int32_t stage, const pipeline_shape&) const noexcept {
+    const auto s = static_cast<std::size_t>(stage);
+    return s < parameter_memory.size() ? parameter_memory[s] : 0.0;
+  }
   constexpr optimizer_step optimizer(std::int32_t rank, const pipeline_shape&) const noexcept {
     const auto r = static_cast<std::size_t>(rank);
     return {r < optimizer_time.size() ? optimizer_time[r] : 0.0, synchronised_optimizer, sync_latency};
@@ -269,6 +300,7 @@ struct stage_costs {
     out.activation_memory.assign(n, u.activation_memory / v);
     out.weight_gradient_memory.assign(n, u.weight_gradient_memory / v);
     out.t_overlapped_fb = u.t_overlapped_fb < 0.0 ? -1.0 : u.t_overlapped_fb / v;
+    if (u.parameter_memory > 0.0) out.parameter_memory.assign(n, u.parameter_memory / v);
     return out;
   }
 
@@ -283,13 +315,14 @@ struct stage_costs {
     out.latency = t.t_comm;
     out.activation_memory.assign(n, t.activation_memory / v);
     out.weight_gradient_memory.assign(n, t.weight_gradient_memory / v);
+    if (t.parameter_memory > 0.0) out.parameter_memory.assign(n, t.parameter_memory / v);
     return out;
   }
 
   /**
   @brief Throws `argument_error` unless every vector has the length `shape` needs (S per-stage
   entries; `optimizer_time` p entries; optional vectors may be empty), every number is finite and
-  ≥ 0, and M_W ≤ M_B on every stage.
+  ≥ 0 (M_W may exceed M_B: B then allocates).
   */
   void check(const pipeline_shape& shape) const {
     const auto stages = static_cast<std::size_t>(shape.num_stages());
@@ -310,18 +343,13 @@ struct stage_costs {
     check_values("gradient_bytes", gradient_bytes, stages, true);
     check_values("activation_memory", activation_memory, stages, true);
     check_values("weight_gradient_memory", weight_gradient_memory, stages, true);
+    check_values("parameter_memory", parameter_memory, stages, true);
     check_values("optimizer_time", optimizer_time, ranks, true);
     for (double x : {latency, bandwidth, sync_latency})
       if (!(x >= 0.0) || x > std::numeric_limits<double>::max())
         fail("latency, bandwidth and sync_latency", "must be finite numbers >= 0");
     if (t_overlapped_fb != t_overlapped_fb || t_overlapped_fb > std::numeric_limits<double>::max())
       fail("t_overlapped_fb", "must be a finite number (negative: the F and B times added up)");
-    for (std::size_t s = 0; s < stages; ++s) {
-      const double m_b = s < activation_memory.size() ? activation_memory[s] : 1.0;
-      const double m_w = s < weight_gradient_memory.size() ? weight_gradient_memory[s] : 0.5;
-      if (m_w > m_b)
-        fail("weight_gradient_memory", "must not exceed activation_memory (M_W <= M_B) on stage " + std::to_string(s));
-    }
   }
 };
 
@@ -335,6 +363,18 @@ constexpr double overlap_time(const Costs& c, const op& first, const op& second,
     return c.overlap_time(first, second, s);
   else
     return c.duration(first, s) + c.duration(second, s);
+}
+
+/**
+@brief M_θ of `stage` under `c`: `c.parameter_memory_of(stage, s)` when the cost model has it,
+else 0 (unknown).
+*/
+template <cost_model Costs>
+constexpr double parameter_memory_of(const Costs& c, std::int32_t stage, const pipeline_shape& s) {
+  if constexpr (requires { { c.parameter_memory_of(stage, s) } -> std::convertible_to<double>; })
+    return c.parameter_memory_of(stage, s);
+  else
+    return 0.0;
 }
 
 static_assert(cost_model<uniform_costs>);

@@ -7,6 +7,7 @@ model"; schedules.md §0, which reproduces the Zero Bubble paper's Table 5).
 
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <span>
 #include <string>
 #include <vector>
@@ -44,10 +45,13 @@ struct interval {
 - `metrics`: span, bubble rate (idle / (p·span)) and bubble overhead (idle / busy, the
   Megatron/BFPP normalisation), busy time per rank (see `timeline_metrics`).
 - `peak_memory[r]`: the most activation memory rank r holds at once, in the cost model's memory
-  unit (M_B for `uniform_costs`).
+  unit (M_B for `uniform_costs`), plus the buffers `simulate_options` asks for (none by default).
+- `parameter_memory[r]`: the parameter memory rank r holds for the whole step (`parameter_memory`):
+  M_θ summed over the (stage, replica) pairs placed on it; all 0 when the cost model gives no
+  M_θ. Not part of `peak_memory`: the most rank r holds is `peak_memory[r] + parameter_memory[r]`.
 - `memory[r]`: rank r's memory over time as a step function, starting with `{first start, 0}`.
-  An op's memory delta takes effect when it starts if it allocates (F) and when it ends if it
-  frees (B, W, BW), so the curve's maximum is `peak_memory[r]`. Empty unless
+  An op's memory delta takes effect when it starts if it allocates (F; B when M_W > M_B) and when it ends if it
+  frees (B, W, BW), so the curve's maximum is `peak_memory[r]` (without the optional buffers). Empty unless
   `simulate_options::record_memory` is set.
 - `optimizer[r]`: rank r's optimizer step; empty unless the cost model models one
   (`cost_model_with_optimizer`).
@@ -62,16 +66,39 @@ struct simulation {
   timeline events;
   timeline_metrics metrics;
   std::vector<double> peak_memory;
+  std::vector<double> parameter_memory;
   std::vector<std::vector<memory_sample>> memory;
   std::vector<interval> optimizer;
   double step_time{0.0};
 };
 
-/** @brief Options of `simulate`. */
+/**
+@brief Options of `simulate`.
+
+**Buffers in the peak** (all off by default, so the activation peak is unchanged). An executor
+holds more than the activations of the memory model:
+- `receive_lookahead` receive buffers of `receive_buffer_memory` each, posted ahead on every rank
+  that receives from another rank (a rank of a one-rank pipeline receives nothing): a constant
+  `receive_lookahead · receive_buffer_memory` added to that rank's peak;
+- `backward_buffer_memory`, the gradient buffers a running B or BW holds from its start to its
+  end (the incoming and outgoing gradients) on top of what its rank holds then (including a B's
+  own allocation when M_W > M_B), freed when it ends.
+Both in the cost model's memory unit. They enter `simulation::peak_memory` (and
+`peak_memory(s, costs, options)`), not the curve `simulation::memory`, which shows the
+activations of the memory model only.
+*/
 struct simulate_options {
   /// Fill `simulation::memory`, the curve over time (one sample per op: as large as the
   /// timeline again, so opt in when drawing it; `peak_memory` is always filled).
   bool record_memory{false};
+  std::int32_t receive_lookahead{0};  ///< receive buffers posted ahead per receiving rank (0: off)
+  double receive_buffer_memory{0.0};  ///< memory of one receive buffer (one message)
+  double backward_buffer_memory{0.0};  ///< held while a B or BW runs (0: off)
+
+  /// True when some buffer is added to the peak.
+  constexpr bool adds_buffers() const noexcept {
+    return (receive_lookahead > 0 && receive_buffer_memory > 0.0) || backward_buffer_memory > 0.0;
+  }
 };
 
 /**
@@ -87,6 +114,65 @@ constexpr std::vector<double> peak_memory(const schedule& s, const Costs& costs)
       held += costs.memory_delta(o, s.shape());
       if (held > peak[static_cast<std::size_t>(r)]) peak[static_cast<std::size_t>(r)] = held;
     }
+  }
+  return peak;
+}
+
+/**
+@brief Returns, per rank, the parameter memory it holds: the sum of M_θ
+(`parameter_memory_of(costs, stage, shape)`) over the distinct (stage, replica) pairs placed on
+the rank, for the replicas the schedule uses (`num_replicas()`). One replica: the rank's stages,
+one full stage's M_θ per rank (v chunks of M_θ/v each); two replicas (Chimera, BitPipe,
+DualPipe): twice that. In the cost model's memory unit; all 0 when it gives no M_θ.
+**Complexity.** O(S·replicas) per rank.
+*/
+template <cost_model Costs>
+constexpr std::vector<double> parameter_memory(const schedule& s, const Costs& costs) {
+  std::vector<double> out(static_cast<std::size_t>(s.num_ranks()), 0.0);
+  const std::int32_t replicas = s.num_replicas();
+  for (std::int32_t stage = 0; stage < s.num_stages(); ++stage)
+    for (std::int32_t replica = 0; replica < replicas; ++replica) {
+      const std::int32_t rank = rank_of_stage(s.placement(), s.shape(), stage, replica);
+      if (rank >= 0 && rank < s.num_ranks())
+        out[static_cast<std::size_t>(rank)] += parameter_memory_of(costs, stage, s.shape());
+    }
+  return out;
+}
+
+/**
+@brief The per-rank peak of `peak_memory(s, costs)` plus the buffers `options` adds (see
+`simulate_options`): `receive_lookahead · receive_buffer_memory` on every rank with an input
+from another rank, and `backward_buffer_memory` while each B or BW runs. Depends on the order only.
+@throws argument_error when `receive_lookahead` is negative or a buffer memory is negative or
+not finite.
+*/
+template <cost_model Costs>
+constexpr std::vector<double> peak_memory(const schedule& s, const Costs& costs, const simulate_options& options) {
+  if (options.receive_lookahead < 0 || !(options.receive_buffer_memory >= 0.0) ||
+      !(options.backward_buffer_memory >= 0.0) ||
+      options.receive_buffer_memory > std::numeric_limits<double>::max() ||
+      options.backward_buffer_memory > std::numeric_limits<double>::max())
+    throw argument_error("simulate: receive_lookahead must be >= 0 and the buffer memories finite numbers >= 0");
+  std::vector<double> peak(static_cast<std::size_t>(s.num_ranks()), 0.0);
+  const double transient = options.backward_buffer_memory;
+  const double receives = static_cast<double>(options.receive_lookahead) * options.receive_buffer_memory;
+  for (std::int32_t r = 0; r < s.num_ranks(); ++r) {
+    double held = 0.0;
+    double most = 0.0;
+    bool receiving = false;
+    for (const op& o : s.ops(r)) {
+      const double delta = costs.memory_delta(o, s.shape());
+      if (transient > 0.0 && produces_input_gradient(o.kind)) {
+        const double running = held + (delta > 0.0 ? delta : 0.0) + transient;
+        most = running > most ? running : most;
+      }
+      held += delta;
+      most = held > most ? held : most;
+      if (receives > 0.0 && !receiving)
+        for (const dependency& d : dependencies_of(o, s.shape()))
+          receiving = receiving || s.rank_of(d.stage, d.microbatch) != r;
+    }
+    peak[static_cast<std::size_t>(r)] = most + (receiving ? receives : 0.0);
   }
   return peak;
 }
@@ -269,6 +355,8 @@ constexpr simulation simulate(const schedule& s, const Costs& costs, simulate_op
   } else {
     out.peak_memory = peak_memory(s, costs);
   }
+  if (options.adds_buffers()) out.peak_memory = peak_memory(s, costs, options);
+  out.parameter_memory = parameter_memory(s, costs);
 
   if constexpr (cost_model_with_optimizer<Costs>) {
     out.optimizer.resize(p);
