@@ -53,7 +53,7 @@ struct simulate_result {
   std::vector<std::size_t> ops_per_rank;  ///< [rank] number of ops in that rank's list
   std::optional<double> memory_limit;     ///< the limit an automatic schedule (zb-1p, zb-2p, auto, auto-v) kept to
   double heuristic_span{0.0};             ///< an automatic schedule's span before its refinement (auto-v: the span)
-  bool refined{true};                     ///< whether W moves ran after the heuristic (not for auto-v)
+  bool refined{true};                     ///< whether W moves ran after the heuristic as a separate step (auto-v: its search includes them)
 };
 
 /**
