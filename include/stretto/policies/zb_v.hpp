@@ -302,7 +302,9 @@ constexpr v_plan_result v_plan_refined(const pipeline_shape& shape, const v_plan
   std::int64_t max_approved = -1;
   if (approved != nullptr)
     for (const std::int64_t a : *approved) max_approved = a > max_approved ? a : max_approved;
-  if (approved == nullptr || pass.max_bubble() < max_approved) {
+  // A replay must be strictly better to be kept, so none follows a zero bubble (its replay with
+  // all-zero approvals would repeat the pass exactly).
+  if ((approved == nullptr && pass.max_bubble() > 0) || pass.max_bubble() < max_approved) {
     v_plan_result replay = v_plan_refined(shape, costs, cap, fill_f, fill_b, &pass.bubbles(), strict);
     if (!replay.ok && strict) return replay;
     if (replay.ok && replay.max_bubble < pass.max_bubble()) return replay;
@@ -341,7 +343,8 @@ constexpr v_plan_result plan_zb_v_knobs(const pipeline_shape& shape, const v_pla
 /**
 @brief The V planner of the Zero Bubble authors (Qi et al., ICLR 2024, §6; the official
 `zbv.py`): `plan_zb_v_knobs` for fill_b ∈ (true, false) × fill_f ∈ (true, false), in that
-order, keeping the first result with the strictly smallest largest bubble.
+order, keeping the first result with the strictly smallest largest bubble (it stops at a zero
+bubble, which no later setting can beat).
 
 **Shape and units** as `plan_zb_v_knobs`. At equal costs (f = b = w, c = 0) and the default cap it
 is ZB-V: 2p chunk F's before each rank's first B, zero bubble for m ≥ 2p − 1, and a peak of
@@ -363,6 +366,7 @@ constexpr v_plan_result plan_zb_v(const pipeline_shape& shape, const v_plan_cost
         continue;
       }
       if (!best.ok || r.max_bubble < best.max_bubble) best = std::move(r);
+      if (best.max_bubble == 0) return best;  // no later setting can be strictly better
     }
   return best;
 }
