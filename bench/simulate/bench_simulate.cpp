@@ -11,6 +11,9 @@
 - `auto_schedule/<zb-1p|zb-2p|auto>/p:<p>/m:<m>` for (p, m) = (32, 96), (32, 256), (64, 512): the
   same at large shapes, with the 1.5B row's costs on every stage; `auto` plans under 1.5p·M_B
   (between the two). `/heuristic` times the 8 heuristic runs alone (no refinement).
+- `auto_schedule_v/p:<ranks>/m:<microbatches>/limit:p` and `official_v/...`: auto-v under p·M_B
+  (all candidates and the local search), and the official V planner alone (its four knob
+  settings with refinement, `policies::plan_zb_v`) on the same integer ticks, 1.5B row costs.
 
 **Counters.** `ops`: ops per schedule; `ops/s`: simulated ops per second of CPU time
 (`kIsRate`); the target is ≥ 10 M ops/s on one core. `span` and `bubble_rate`: the simulated
@@ -25,6 +28,8 @@ step, computed once outside the timed loop.
 
 #include <stretto/policies/registry.hpp>
 #include <stretto/plan/auto_schedule.hpp>
+#include <stretto/plan/auto_schedule_v.hpp>
+#include <stretto/policies/zb_v.hpp>
 #include <stretto/sim/cost_model.hpp>
 #include <stretto/sim/simulator.hpp>
 
@@ -69,7 +74,31 @@ void run_auto_schedule(benchmark::State& state, pipeline_shape shape, double fac
   state.counters["refine_moves"] = benchmark::Counter(reference.refine_moves);
 }
 
+void run_auto_schedule_v(benchmark::State& state, pipeline_shape shape, bool official_only) {
+  const double limit = static_cast<double>(shape.num_ranks);  // p·M_B
+  const auto in = stretto::plan::detail::v_inputs_of(shape, table9, limit);
+  for (auto _ : state) {
+    if (official_only) {
+      auto plan = stretto::policies::plan_zb_v(shape, in.costs, in.cap);
+      benchmark::DoNotOptimize(plan);
+    } else {
+      stretto::schedule plan = stretto::plan::auto_schedule_v(shape, table9, limit);
+      benchmark::DoNotOptimize(plan);
+    }
+  }
+  state.counters["ops"] = benchmark::Counter(6.0 * shape.num_ranks * shape.num_microbatches);
+}
+
 bool register_benchmarks() {
+  for (const pipeline_shape shape : {pipeline_shape{8, 24, 2}, pipeline_shape{32, 96, 2}, pipeline_shape{32, 256, 2},
+                                     pipeline_shape{64, 512, 2}})
+    for (const bool official_only : {true, false}) {
+      const std::string name = std::string(official_only ? "official_v" : "auto_schedule_v") + "/p:" +
+                               std::to_string(shape.num_ranks) + "/m:" + std::to_string(shape.num_microbatches) +
+                               "/limit:p";
+      benchmark::RegisterBenchmark(name.c_str(), run_auto_schedule_v, shape, official_only)
+          ->Unit(benchmark::kMillisecond);
+    }
   for (const char* policy : {"1f1b", "zb-h1"})
     for (const pipeline_shape shape : {pipeline_shape{8, 32, 1}, pipeline_shape{32, 256, 1}}) {
       const std::string base = std::string("simulate/") + policy + "/p:" + std::to_string(shape.num_ranks) +

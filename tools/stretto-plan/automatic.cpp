@@ -45,7 +45,7 @@ const automatic_schedule entries[4] = {
     {{"auto", "auto: Zero Bubble heuristic planned from the costs under --memory-limit (Qi et al. 2024)",
       stretto::placement_kind::linear, &check_auto, nullptr, 1, false},
      0.0},
-    {{"auto-v", "auto-v: ZB-V planned from the costs under --memory-limit, by list scheduling (Qi et al. 2024, Sec. 6)",
+    {{"auto-v", "auto-v: ZB-V planned from the costs under --memory-limit: the official V planner, list scheduling and a local search (Qi et al. 2024, Sec. 6)",
       stretto::placement_kind::v_shape, &check_auto_v, nullptr, 2, false},
      0.0},
 };
@@ -99,7 +99,7 @@ automatic_plan make_automatic(const automatic_schedule& which, const stretto::pi
     out.memory_limit = *memory_limit;
   }
   if (which.info.placement == stretto::placement_kind::v_shape) {
-    // ZB-V by list scheduling: no W-moving pass, so the heuristic's span is the span.
+    // The V planner's search includes its own W moves: its result's span is the span.
     out.result.plan = stretto::plan::auto_schedule_v(shape, costs, out.memory_limit);
     out.result.span = stretto::sim::simulate(out.result.plan, costs).metrics.span;
     out.result.heuristic_span = out.result.span;

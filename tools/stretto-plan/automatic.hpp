@@ -55,7 +55,7 @@ const stretto::policies::policy_info& find_schedule(std::string_view name);
 struct automatic_plan {
   stretto::plan::auto_schedule_result result;
   double memory_limit{0.0};  ///< the limit used, in the cost model's memory unit
-  bool refined{true};        ///< whether W moves (`refine_weights`) ran after the heuristic (not for auto-v)
+  bool refined{true};        ///< whether W moves (`refine_weights`) ran after the heuristic as a separate step (auto-v: its search includes them)
 };
 
 /**

@@ -162,7 +162,7 @@ void write_table(std::ostream& out, const simulate_request& request, const simul
   if (result.memory_limit)
     label("memory limit") << format_number(*result.memory_limit)
                           << (result.refined ? "  (heuristic span " + format_number(result.heuristic_span) + ", refined)"
-                                             : std::string("  (list scheduling, no W moves)"))
+                                             : std::string("  (V planner and local search)"))
                           << "\n";
   label("span") << format_number(metrics.span) << "\n";
   label("bubble rate") << format_fixed(metrics.bubble_rate, 4) << "  (idle / (ranks x span))\n";

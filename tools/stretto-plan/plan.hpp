@@ -58,7 +58,7 @@ struct simulate_result {
   std::int32_t replicas{1};               ///< model replicas the schedule holds (2: chimera, bitpipe, dualpipe)
   std::optional<double> memory_limit;     ///< the limit an automatic schedule (zb-1p, zb-2p, auto, auto-v) kept to
   double heuristic_span{0.0};             ///< an automatic schedule's span before its refinement (auto-v: the span)
-  bool refined{true};                     ///< whether W moves ran after the heuristic (not for auto-v)
+  bool refined{true};                     ///< whether W moves ran after the heuristic as a separate step (auto-v: its search includes them)
 };
 
 /**

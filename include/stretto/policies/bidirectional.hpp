@@ -12,7 +12,6 @@
 
 #include "../core/concepts.hpp"
 #include "common.hpp"
-#include "list_scheduling.hpp"
 #include "one_f_one_b.hpp"
 #include "unit_timing.hpp"
 
@@ -195,52 +194,7 @@ struct chimera {
   }
 };
 
-/**
-@brief ZB-V, the V-shaped zero-bubble schedule with 1F1B's memory (Qi et al., ICLR 2024 version
-§6 / arXiv v2 "ZB-V"; the official `zbv.py`; schedules.md §7.7).
-
-**Shape.** V-shape placement, v = 2: stage s < p on rank s (chunk A), stage s ≥ p on rank
-2p−1−s (chunk C); a microbatch's forward goes down A and back up C, its backward the reverse,
-so both start and end on rank 0. Built by list scheduling at equal chunk times
-(F = B = W = 1) under a memory limit of p·M_B: a ready op runs in the order B of chunk C, F of
-chunk C, B of chunk A, F of chunk A, then W (older microbatches first); a forward waits while it
-would exceed the limit, which is what makes W's fill the gaps.
-
-**Invariants.** At T_F = T_B = T_W the span is 6m chunk units (zero bubble) for every
-m ≥ 2p − 1 (checked for p ≤ 16 in the tests), and every rank peaks at p·M_B.
-
-**Errors.** Needs v = 2. Any m ≥ 1 is accepted; below 2p − 1 the warm-up cannot fill the V and
-some bubble remains.
-*/
-struct zb_v {
-  using policy_concept = schedule_policy_tag;
-  static constexpr std::string_view name = "zb-v";
-  static constexpr placement_kind placement = placement_kind::v_shape;
-
-  static constexpr std::string check(const pipeline_shape& s) {
-    using detail::cat;
-    if (std::string e = detail::check_counts(name, s); !e.empty()) return e;
-    if (s.num_chunks != 2)
-      return cat(name, ": places 2 chunks per rank in a V, so chunks must be 2 (got ", s.num_chunks, ")");
-    return {};
-  }
-
-  static constexpr schedule generate(const pipeline_shape& s) {
-    schedule out(s, placement);
-    const std::int32_t p = s.num_ranks;
-    detail::list_schedule(out, true, {1, 1, 1}, static_cast<double>(p), [p](const detail::candidate& c) -> std::int64_t {
-      const bool second_half = c.what.stage >= p;
-      std::int64_t rank_of_kind = 4;  // W
-      if (c.what.kind == op_kind::backward_input) rank_of_kind = second_half ? 0 : 2;
-      if (c.what.kind == op_kind::forward) rank_of_kind = second_half ? 1 : 3;
-      return rank_of_kind * 100000000 + c.what.microbatch;
-    });
-    return out;
-  }
-};
-
 static_assert(schedule_policy<bitpipe>);
 static_assert(schedule_policy<chimera>);
-static_assert(schedule_policy<zb_v>);
 
 }  // namespace stretto::policies

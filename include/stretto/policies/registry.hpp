@@ -19,6 +19,7 @@
 #include "one_f_one_b.hpp"
 #include "two_stage_backprop.hpp"
 #include "zero_bubble.hpp"
+#include "zb_v.hpp"
 
 namespace stretto::policies {
 
