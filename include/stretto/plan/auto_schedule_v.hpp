@@ -21,6 +21,7 @@ than the official planner on the same costs. docs/v-schedules.md describes the s
 #include "../core/errors.hpp"
 #include "../core/schedule.hpp"
 #include "../detail/text.hpp"
+#include "../policies/controllable_memory.hpp"
 #include "../policies/list_scheduling.hpp"
 #include "../policies/zb_v.hpp"
 #include "../sim/cost_model.hpp"
@@ -258,7 +259,9 @@ split.
    limit;
 2. the list-scheduled orders of earlier versions (a rank starts its ready op of highest priority
    in one of six fixed lane orders, a forward only within the limit);
-3. `options.extra_candidates`.
+3. V-Half and V-Min (`policies::v_half`, `policies::v_min`; Qi et al. 2024, "Pipeline
+   Parallelism with Controllable Memory") when the limit is below p·M_B or the shape is small;
+4. `options.extra_candidates`.
 Each is simulated with `costs` (`sim::simulate`); the shortest span within the limit wins (ties:
 lower peak). Then, with `options.local_search`, a local search keeps any improvement: the planner
 again under every smaller memory cap down to p·M_B and with perturbed times (W × 0.5 / 1.5, the
@@ -269,7 +272,8 @@ order run.
 
 **Guarantee.** The result is valid, its simulated peak is within `memory_limit`, and its
 simulated span is never longer than that of the official planner's choice on the same costs
-(candidate 1 is always tried). At equal chunk times with no message delay and `memory_limit`
+(candidate 1 is always tried), nor than V-Half's or V-Min's when the limit is below p·M_B and
+their peak fits it. At equal chunk times with no message delay and `memory_limit`
 = p·M_B it is ZB-V's zero-bubble schedule (span 6m chunk units for m ≥ 2p − 1).
 
 **Units.** `memory_limit` in the cost model's memory unit (M_B per full stage, so p·M_B is
@@ -332,6 +336,15 @@ schedule auto_schedule_v(const pipeline_shape& shape, const Costs& costs, double
   const std::vector<std::function<void()>> candidate_generators = {
       [&] { detail::official_v(shape, in.costs, in.cap, offer); },
       [&] { detail::list_scheduled_v(shape, in, memory_limit, costs, offer); },
+      // The controllable-memory V schedules (V-Half about (p+2)/2·M_B, V-Min about (p+4)/3·M_B):
+      // below p·M_B, where the official planner cannot run, they are the orders to beat; above
+      // it they are tried on small shapes only (their generator costs more than the planner).
+      [&] {
+        if (memory_limit < 2.0 * f_memory * shape.num_ranks || 6LL * shape.num_ranks * shape.num_microbatches <= 4096) {
+          best.offer(policies::v_half::generate(shape));
+          best.offer(policies::v_min::generate(shape));
+        }
+      },
       [&] {
         for (const schedule& s : options.extra_candidates)
           if (s.shape() == shape && s.placement() == placement_kind::v_shape) best.offer(s, true);
