@@ -10,7 +10,7 @@
 # Result: STRETTO_KOKKOS_FOUND is TRUE when both targets exist and are usable, FALSE otherwise.
 # Configure never fails because Kokkos is missing.
 #
-# Why this exists (Debian 12, Trilinos 13.2 / Kokkos 3.4.1, see shared/INFRA.md):
+# Why this exists (Debian 12, Trilinos 13.2 / Kokkos 3.4.1, see docs/setup.md):
 #  * KokkosConfig.cmake defines Kokkos::kokkos with INTERFACE_INCLUDE_DIRECTORIES=/usr/lib/include,
 #    which does not exist, so generation fails. We replace it with the directory that holds
 #    Kokkos_Core.hpp (/usr/include/trilinos).

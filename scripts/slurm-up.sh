@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Start a one-node Slurm cluster on this machine (recipe: shared/INFRA.md), idempotently.
+# Start a one-node Slurm cluster on this machine (recipe: docs/setup.md), idempotently.
 #
 #   munged (as user munge) -> slurmctld -> slurmd -N localhost, node "localhost" with CPUs=16
 #   (more than the machine has; SlurmdParameters=config_overrides allows it), partition "debug".
@@ -105,7 +105,7 @@ fi
 rm -f "$RUNDIR/task-prolog.new"
 
 cat >"$RUNDIR/slurm.conf.new" <<EOF
-# One-node Slurm cluster for Stretto, written by scripts/slurm-up.sh (see shared/INFRA.md).
+# One-node Slurm cluster for Stretto, written by scripts/slurm-up.sh (see docs/setup.md).
 ClusterName=stretto
 SlurmctldHost=localhost
 SlurmUser=root

@@ -1,4 +1,4 @@
-// The exact scheduler (schedules.md §7.6, CBC): it proves optima on small shapes, is never worse
+// The exact scheduler (docs/schedules.md §7.6, CBC): it proves optima on small shapes, is never worse
 // than the heuristic, and reports a lower bound when time runs out.
 #include <doctest/doctest.h>
 
@@ -32,7 +32,7 @@ void check_result(const stretto::cbc::exact_result& r, const Costs& costs, doubl
 }  // namespace
 
 TEST_CASE("exact.proves_zb_1p_optimum_p4_m8_equal_times" * doctest::timeout(120)) {
-  // Equal times, p = 4, m = 8, memory p·M_B: ZB-H1 takes 27 at that peak (reference-numbers.md);
+  // Equal times, p = 4, m = 8, memory p·M_B: ZB-H1 takes 27 at that peak (docs/reference-numbers.md);
   // the program proves that nothing shorter exists, within its time limit.
   const pipeline_shape shape{4, 8, 1};
   const uniform_costs equal{1.0, 1.0, 1.0, 0.0, 1.0, 0.5};

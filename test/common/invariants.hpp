@@ -2,7 +2,7 @@
 /**
 @file
 @brief `check_schedule_invariants`: the structural invariants of a schedule, checked by code of
-its own (STYLE.md §2.6, CuTe-style property checker), not by calling `stretto::validate`.
+its own (a property checker in the style of CuTe's), not by calling `stretto::validate`.
 
 Numbered invariants (the number appears in every failure message):
 

@@ -93,7 +93,7 @@ static_assert(zb_4_8::rank_of(2) == 2 && zb_4_8::rank_of(2, 5) == 2 && zb_4_8::r
 static_assert(zb_4_8::shape() == pipeline_shape{4, 8, 1} && zb_4_8::placement() == placement_kind::linear);
 static_assert(compile_time::is_static_schedule_v<zb_4_8> && !compile_time::is_static_schedule_v<schedule>);
 
-// A compile-time schedule simulates like the run-time one: reference-numbers.md, equal times
+// A compile-time schedule simulates like the run-time one: docs/reference-numbers.md, equal times
 // p = 4, m = 8: ZB-H1 span 27.
 static_assert(sim::simulate(zb_4_8::to_schedule(), sim::uniform_costs{}).metrics.span == 27.0);
 

@@ -29,7 +29,7 @@ inline constexpr std::int32_t grid_max_ranks = 8;
 
 /**
 @brief Parses a device row written as in the papers, e.g. "F1 F2 B1 W1 BW3", into ops on
-`stage`; microbatch numbers are `base`-based (1 for Zero Bubble's rows, 0 for schedules.md §2).
+`stage`; microbatch numbers are `base`-based (1 for Zero Bubble's rows, 0 for docs/schedules.md §2).
 */
 inline std::vector<op> parse_row(std::string_view text, std::int32_t stage, std::int32_t base) {
   std::vector<op> out;

@@ -1,5 +1,5 @@
 // The constexpr path: generate, validate, check the invariants and simulate inside constant
-// evaluation (STYLE.md §2.6, "Compile-time facts"). Values from reference-numbers.md.
+// evaluation (compile-time facts). Values from docs/reference-numbers.md.
 #include <doctest/doctest.h>
 
 #include <stretto/stretto.hpp>
@@ -61,7 +61,7 @@ static_assert(testing::first_broken_invariant(make_schedule<one_f_one_b>({3, 1, 
 static_assert(make_schedule<zb_h1>({4, 8, 1}).num_ops() == 4 * 8 * 3);
 static_assert(make_schedule<gpipe>({3, 5, 1}).num_ops() == 3 * 5 * 2);
 
-// Simulated: reference-numbers.md "Equal times" (1F1B 33, ZB-H1 27 at p, m = 4, 8).
+// Simulated: docs/reference-numbers.md "Equal times" (1F1B 33, ZB-H1 27 at p, m = 4, 8).
 static_assert(span_of(make_schedule<zb_h1>({4, 8, 1})) == 27.0);
 static_assert(span_of(make_schedule<one_f_one_b>({4, 8, 1})) == 33.0);
 static_assert(span_of(make_schedule<gpipe>({4, 8, 1})) == 33.0);

@@ -1,4 +1,4 @@
-// DualPipe and DualPipeV (schedules.md §9; reference-numbers.md, "DualPipe (README formula; F&B
+// DualPipe and DualPipeV (docs/schedules.md §9; docs/reference-numbers.md, "DualPipe (README formula; F&B
 // is a parameter)"), and the overlapped F&B op they are made of: validation, simulation, cost.
 //
 // "Bubble" here is the README's: the idle time of one device, span − busy[r], in units of F, B,
@@ -52,7 +52,7 @@ std::size_t overlapped_ops(const schedule& s, std::int32_t rank) {
 }  // namespace
 
 TEST_CASE("dualpipe.readme_formula_at_pp_8" * doctest::timeout(20)) {
-  // reference-numbers.md: PP = 8, F = 1, B = 2, W = 1, F&B = F + B = 3: DualPipe 6, ZB1P 7, 1F1B 21.
+  // docs/reference-numbers.md: PP = 8, F = 1, B = 2, W = 1, F&B = F + B = 3: DualPipe 6, ZB1P 7, 1F1B 21.
   for (std::int32_t m : {16, 24}) {
     CAPTURE(m);
     CHECK(bubble_of("dualpipe", {8, m, 1}, per_stage()) == 6.0);

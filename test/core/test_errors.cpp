@@ -1,5 +1,5 @@
 // Rejections: the exception type and a message that names the rule broken and a valid
-// alternative (errors.hpp; known-failures.md 10).
+// alternative (errors.hpp; docs/failure-kinds.md 10).
 #include <doctest/doctest.h>
 
 #include <cstdint>

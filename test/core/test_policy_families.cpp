@@ -1,6 +1,6 @@
 // The schedules beyond 1F1B: looped (interleaved 1F1B, breadth-first), ZB-H2, ZB-V, 2BP,
-// Chimera and BitPipe. Values are the written-down ones of reference-numbers.md and the closed
-// forms of schedules.md; the grid covers every policy with the chunk counts it takes.
+// Chimera and BitPipe. Values are the written-down ones of docs/reference-numbers.md and the closed
+// forms of docs/schedules.md; the grid covers every policy with the chunk counts it takes.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -33,7 +33,7 @@ std::vector<std::int32_t> chunk_counts(std::string_view name) {
 }
 
 // Checks, from the simulated timeline, that every microbatch's forward visits stages 0..S−1 in
-// order and its backward (B or BW) the exact reverse (known-failures.md, item 3).
+// order and its backward (B or BW) the exact reverse (docs/failure-kinds.md, item 3).
 bool backward_reverses_forward(const schedule& s) {
   const auto sim = stretto::sim::simulate(s, equal);
   for (std::int32_t j = 0; j < s.num_microbatches(); ++j) {
@@ -95,13 +95,13 @@ TEST_CASE("policies.families.grid_valid_or_rejected_by_name" * doctest::timeout(
 }
 
 TEST_CASE("policies.families.each_policy_accepts_its_home_shapes" * doctest::timeout(10)) {
-  // A constraint written for one schedule must not leak to others (known-failures.md, item 1).
+  // A constraint written for one schedule must not leak to others (docs/failure-kinds.md, item 1).
   for (const auto& policy : stretto::policies::all_policies) {
     const std::string name(policy.name);
     CAPTURE(name);
     for (std::int32_t p : {2, 4})
       for (std::int32_t m : {p, 2 * p}) {
-        // DualPipe and DualPipeV need m >= 2p (schedules.md §9): m = p is not one of their home shapes.
+        // DualPipe and DualPipeV need m >= 2p (docs/schedules.md §9): m = p is not one of their home shapes.
         if (m == p && (name == "dualpipe" || name == "dualpipev")) continue;
         CHECK(policy.check({p, m, policy.default_chunks}).empty());
       }
@@ -112,7 +112,7 @@ TEST_CASE("policies.families.each_policy_accepts_its_home_shapes" * doctest::tim
 }
 
 TEST_CASE("policies.looped.reference_spans_and_memory" * doctest::timeout(10)) {
-  // reference-numbers.md, "Looped placements": stage F = 1, BW = 2, a chunk costs 1/v.
+  // docs/reference-numbers.md, "Looped placements": stage F = 1, BW = 2, a chunk costs 1/v.
   CHECK(span_of("interleaved-1f1b", {4, 8, 2}) == 28.5);
   CHECK(span_of("interleaved-1f1b", {4, 4, 2}) == 16.5);
   CHECK(span_of("breadth-first", {4, 8, 2}) == 28.5);
@@ -143,7 +143,7 @@ TEST_CASE("policies.looped.closed_forms" * doctest::timeout(20)) {
         CAPTURE(v);
         CAPTURE(m);
         const double stage = 3.0;  // T_F + T_BW of a full stage
-        // Breadth-first (schedules.md §4.3): (p−1)·3/v of bubble for m ≥ p; each loop boundary
+        // Breadth-first (docs/schedules.md §4.3): (p−1)·3/v of bubble for m ≥ p; each loop boundary
         // adds (p−m)·3/v when m < p. Peak m·M_B everywhere (§4.4).
         const double bf_bubble = m >= p ? (p - 1) * stage / v : ((p - 1) + (v - 1) * (p - m)) * stage / v;
         CHECK(span_of("breadth-first", {p, m, v}) == doctest::Approx(stage * m + bf_bubble));
@@ -161,10 +161,10 @@ TEST_CASE("policies.looped.closed_forms" * doctest::timeout(20)) {
 }
 
 TEST_CASE("policies.zb_h2.zero_bubble_and_memory" * doctest::timeout(10)) {
-  // reference-numbers.md: ZB-H2 p = 4, m = 8: span 24, bubble 0, peak 7, 6, 5, 4.
+  // docs/reference-numbers.md: ZB-H2 p = 4, m = 8: span 24, bubble 0, peak 7, 6, 5, 4.
   CHECK(span_of("zb-h2", {4, 8, 1}) == 24.0);
   CHECK(peak_of("zb-h2", {4, 8, 1}) == std::vector<double>{7, 6, 5, 4});
-  // schedules.md §7.3: zero bubble for m ≥ 2p − 1; rank r peaks at (2p−2r−1) + 2r·M_W.
+  // docs/schedules.md §7.3: zero bubble for m ≥ 2p − 1; rank r peaks at (2p−2r−1) + 2r·M_W.
   for (std::int32_t p = 1; p <= 8; ++p)
     for (std::int32_t m : {2 * p - 1, 2 * p, 3 * p + 1}) {
       CAPTURE(p);
@@ -182,7 +182,7 @@ TEST_CASE("policies.zb_h2.zero_bubble_and_memory" * doctest::timeout(10)) {
 }
 
 TEST_CASE("policies.two_stage_backprop.reference_spans" * doctest::timeout(10)) {
-  // reference-numbers.md, 2BP table (equal times, W deferred to the end of the step).
+  // docs/reference-numbers.md, 2BP table (equal times, W deferred to the end of the step).
   const std::pair<pipeline_shape, std::pair<double, double>> rows[] = {
       {{4, 1, 1}, {12, 9}}, {{4, 4, 1}, {21, 18}}, {{4, 8, 1}, {33, 30}}, {{8, 8, 1}, {45, 38}}};
   for (const auto& [shape, spans] : rows) {
@@ -202,7 +202,7 @@ TEST_CASE("policies.two_stage_backprop.reference_spans" * doctest::timeout(10)) 
 }
 
 TEST_CASE("policies.bitpipe.paper_orders_span_and_memory" * doctest::timeout(10)) {
-  // schedules.md §8.3, D = 4, N = 4 (1-based microbatches and stages of the microbatch's replica).
+  // docs/schedules.md §8.3, D = 4, N = 4 (1-based microbatches and stages of the microbatch's replica).
   const char* rows[] = {
       "F1s1 F2s1 F3s4 F3s5 F4s4 F4s5 F1s8 B1s8 F2s8 B2s8 B3s5 B3s4 B4s5 B4s4 B1s1 B2s1",
       "F1s2 F3s3 F2s2 F4s3 F3s6 F1s7 F4s6 F2s7 B1s7 B3s6 B2s7 B4s6 B3s3 B1s2 B4s3 B2s2",
@@ -221,7 +221,7 @@ TEST_CASE("policies.bitpipe.paper_orders_span_and_memory" * doctest::timeout(10)
   CHECK(s.replica_of(1) == 0);
   CHECK(s.replica_of(2) == 1);
   CHECK(s.replica_of(3) == 1);
-  // reference-numbers.md: chunk F = 1, chunk BW = 2: span 28, bubble 4 of 28 per device (1/7).
+  // docs/reference-numbers.md: chunk F = 1, chunk BW = 2: span 28, bubble 4 of 28 per device (1/7).
   const auto chunk_units = stretto::sim::simulate(s, uniform_costs{2.0, 2.0, 2.0, 0.0});
   CHECK(chunk_units.metrics.span == 28.0);
   CHECK(chunk_units.metrics.bubble_rate == doctest::Approx(1.0 / 7.0));
@@ -237,7 +237,7 @@ TEST_CASE("policies.bitpipe.paper_orders_span_and_memory" * doctest::timeout(10)
 }
 
 TEST_CASE("policies.zb_v.zero_bubble_at_one_f_one_b_memory" * doctest::timeout(30)) {
-  // reference-numbers.md: chunk costs 1, 1, 1 with memory limit p·M_B: span 6m, bubble 0,
+  // docs/reference-numbers.md: chunk costs 1, 1, 1 with memory limit p·M_B: span 6m, bubble 0,
   // peak p·M_B; checked here for every m from 2p − 1 to 4p and p up to 16.
   for (std::int32_t p = 1; p <= 16; p += (p < 8 ? 1 : 8)) {
     for (std::int32_t m = std::max(1, 2 * p - 1); m <= 4 * p; ++m) {

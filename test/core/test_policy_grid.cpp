@@ -1,6 +1,6 @@
 // Every registered policy over the shape grid p = 1..8, m in {1, 2, p−1, p, p+1, 2p, 3p+1}
-// (known-failures.md 1, 7, 8): accepted, valid, simulated; op counts, equal-time spans and
-// peak memory against the closed forms of schedules.md §1, §2 and §7.2.
+// (docs/failure-kinds.md 1, 7, 8): accepted, valid, simulated; op counts, equal-time spans and
+// peak memory against the closed forms of docs/schedules.md §1, §2 and §7.2.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -22,7 +22,7 @@ using stretto::sim::uniform_costs;
 using stretto::testing::grid_max_ranks;
 using stretto::testing::grid_microbatches;
 
-// T_F = T_B = T_W = 1, T_comm = 0, M_B = 1, M_W = 0.5 (reference-numbers.md, "Equal times").
+// T_F = T_B = T_W = 1, T_comm = 0, M_B = 1, M_W = 0.5 (docs/reference-numbers.md, "Equal times").
 constexpr uniform_costs equal_times{1.0, 1.0, 1.0, 0.0, 1.0, 0.5};
 
 enum class backward_form { fused, split };
@@ -35,7 +35,7 @@ std::optional<backward_form> known_backward_form(std::string_view name) {
   return std::nullopt;
 }
 
-// (m + p − 1)(T_F + T_B + T_W) at equal times: schedules.md §1 (GPipe) and §2 (1F1B).
+// (m + p − 1)(T_F + T_B + T_W) at equal times: docs/schedules.md §1 (GPipe) and §2 (1F1B).
 double one_f_one_b_span(std::int32_t p, std::int32_t m) { return 3.0 * (m + p - 1); }
 
 }  // namespace
@@ -66,7 +66,7 @@ TEST_CASE("policies.grid.accepted_valid_and_simulated" * doctest::timeout(10)) {
         const auto expected_ops = static_cast<std::size_t>(p) * static_cast<std::size_t>(m);
         if (form == backward_form::fused) CHECK(s.num_ops() == expected_ops * 2);
         if (form == backward_form::split) CHECK(s.num_ops() == expected_ops * 3);
-        // DualPipe fuses most backwards and splits a few (schedules.md §9): between the two.
+        // DualPipe fuses most backwards and splits a few (docs/schedules.md §9): between the two.
         if (!form && name == "dualpipe") CHECK((s.num_ops() > expected_ops * 2 && s.num_ops() < expected_ops * 3));
         else if (!form) CHECK((s.num_ops() == expected_ops * 2 || s.num_ops() == expected_ops * 3));
 
@@ -95,7 +95,7 @@ TEST_CASE("policies.grid.equal_time_span" * doctest::timeout(10)) {
         CAPTURE(m);
         const auto result =
             stretto::sim::simulate(stretto::policies::make_schedule(name, {p, m, 1}), equal_times);
-        // schedules.md §1/§2: span (m+p−1)(T_F+T_BW), bubble rate (p−1)/(m+p−1), overhead (p−1)/m.
+        // docs/schedules.md §1/§2: span (m+p−1)(T_F+T_BW), bubble rate (p−1)/(m+p−1), overhead (p−1)/m.
         CHECK(result.metrics.span == one_f_one_b_span(p, m));
         CHECK(result.metrics.bubble_rate == doctest::Approx(double(p - 1) / double(m + p - 1)));
         CHECK(result.metrics.bubble_overhead == doctest::Approx(double(p - 1) / double(m)));
@@ -113,7 +113,7 @@ TEST_CASE("policies.grid.zb_h1_equal_time_span" * doctest::timeout(10)) {
                             stretto::make_schedule<stretto::policies::zb_h1>({p, m, 1}), equal_times)
                             .metrics.span;
       if (m >= p) {
-        // schedules.md §7.2: bubble (p−1)(T_F+T_B−T_W) on top of 3m of work, once the
+        // docs/schedules.md §7.2: bubble (p−1)(T_F+T_B−T_W) on top of 3m of work, once the
         // pattern is fully formed (m ≥ p).
         CHECK(span == 3.0 * m + (p - 1) * (1.0 + 1.0 - 1.0));
         CHECK(span == 3.0 * m + p - 1);
@@ -170,7 +170,7 @@ TEST_CASE("policies.grid.peak_memory" * doctest::timeout(10)) {
 }
 
 TEST_CASE("policies.grid.unequal_time_span" * doctest::timeout(10)) {
-  // T_comm = 0, times in the order of the paper's FLOPs model (schedules.md §0: T_W < T_F, and
+  // T_comm = 0, times in the order of the paper's FLOPs model (docs/schedules.md §0: T_W < T_F, and
   // T_B + T_W ≈ 2·T_F), plus the 1.5B timings of Zero Bubble Table 9.
   // GPipe and 1F1B: span (m + p − 1)(T_F + T_B + T_W) (§1, §2: bubble (p−1)(T_F+T_BW)).
   // ZB-H1 (m ≥ p): m(T_F + T_B + T_W) + (p − 1)(T_F + T_B − T_W) (§7.2, ZB Table 2).

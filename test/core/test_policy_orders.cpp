@@ -1,4 +1,4 @@
-// Exact per-rank op orders against the rows and rules written in schedules.md §1, §2 and §7.2.
+// Exact per-rank op orders against the rows and rules written in docs/schedules.md §1, §2 and §7.2.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -20,7 +20,7 @@ using stretto::testing::parse_row;
 using stretto::testing::row_text;
 using stretto::testing::to_vector;
 
-// schedules.md §2 (0-based device i): warm-up w_i = min(p−i−1, m) forwards F(0..w_i−1); steady
+// docs/schedules.md §2 (0-based device i): warm-up w_i = min(p−i−1, m) forwards F(0..w_i−1); steady
 // state for k = 0..m−w_i−1: F(w_i+k), then BW(k); cool-down BW(m−w_i..m−1). With `split`, BW
 // becomes B (§7.2 rule 1).
 std::vector<op> paper_one_f_one_b_row(std::int32_t p, std::int32_t m, std::int32_t i, bool split) {
@@ -36,7 +36,7 @@ std::vector<op> paper_one_f_one_b_row(std::int32_t p, std::int32_t m, std::int32
   return row;
 }
 
-// schedules.md §7.2 (1-based device d = i + 1, 1-based microbatches J = j + 1): the 1F1B order with
+// docs/schedules.md §7.2 (1-based device d = i + 1, 1-based microbatches J = j + 1): the 1F1B order with
 // B for BW; W_J immediately after B_{J+d−1} for J = 1..m−d+1; the other W's at the end, in order.
 std::vector<op> paper_zb_h1_row(std::int32_t p, std::int32_t m, std::int32_t i) {
   const std::int32_t d = i + 1;
@@ -60,7 +60,7 @@ std::vector<op> paper_zb_h1_row(std::int32_t p, std::int32_t m, std::int32_t i) 
 }  // namespace
 
 TEST_CASE("policies.zb_h1.paper_rows_p4_m8" * doctest::timeout(5)) {
-  // schedules.md §7.2, "Example, p=4, m=8 (devices 1 and 4)", 1-based microbatches.
+  // docs/schedules.md §7.2, "Example, p=4, m=8 (devices 1 and 4)", 1-based microbatches.
   const auto s = stretto::make_schedule<stretto::policies::zb_h1>({4, 8, 1});
   const auto device1 =
       parse_row("F1 F2 F3 F4 B1 W1 F5 B2 W2 F6 B3 W3 F7 B4 W4 F8 B5 W5 B6 W6 B7 W7 B8 W8", 0, 1);
@@ -75,7 +75,7 @@ TEST_CASE("policies.zb_h1.paper_rows_p4_m8" * doctest::timeout(5)) {
 }
 
 TEST_CASE("policies.one_f_one_b.last_rank_alternates" * doctest::timeout(5)) {
-  // schedules.md §2: "The last device therefore alternates F0 BW0 F1 BW1 …".
+  // docs/schedules.md §2: "The last device therefore alternates F0 BW0 F1 BW1 …".
   for (std::int32_t p = 1; p <= grid_max_ranks; ++p) {
     for (std::int32_t m : grid_microbatches(p)) {
       CAPTURE(p);
@@ -96,7 +96,7 @@ TEST_CASE("policies.one_f_one_b.last_rank_alternates" * doctest::timeout(5)) {
 }
 
 TEST_CASE("policies.one_f_one_b.first_rank_warmup" * doctest::timeout(5)) {
-  // schedules.md §2: "device 0 runs p forwards before its first backward" (m ≥ p); with
+  // docs/schedules.md §2: "device 0 runs p forwards before its first backward" (m ≥ p); with
   // m < p it runs all m forwards first (w_0 = min(p−1, m), then one more F while F's remain).
   for (std::int32_t p = 1; p <= grid_max_ranks; ++p) {
     for (std::int32_t m : grid_microbatches(p)) {
@@ -148,7 +148,7 @@ TEST_CASE("policies.zb_h1.rows_follow_paper_rule" * doctest::timeout(5)) {
 }
 
 TEST_CASE("policies.gpipe.rows_follow_paper" * doctest::timeout(5)) {
-  // schedules.md §1: F(1..m), then BW in reverse microbatch order (GPipe's own order).
+  // docs/schedules.md §1: F(1..m), then BW in reverse microbatch order (GPipe's own order).
   for (std::int32_t p = 1; p <= grid_max_ranks; ++p) {
     for (std::int32_t m : grid_microbatches(p)) {
       const auto s = stretto::make_schedule<stretto::policies::gpipe>({p, m, 1});

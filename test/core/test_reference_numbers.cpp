@@ -1,4 +1,4 @@
-// The test vectors of reference-numbers.md, each value written down as published.
+// The test vectors of docs/reference-numbers.md, each value written down as published.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -19,7 +19,7 @@ constexpr uniform_costs equal_times{1.0, 1.0, 1.0, 0.0, 1.0, 0.5};
 }  // namespace
 
 TEST_CASE("reference.equal_times.one_f_one_b_p4_m8" * doctest::timeout(5)) {
-  // reference-numbers.md, "Equal times": 1F1B (BW = 2), p, m = 4, 8: span 33, bubble 9,
+  // docs/reference-numbers.md, "Equal times": 1F1B (BW = 2), p, m = 4, 8: span 33, bubble 9,
   // peak memory 4, 3, 2, 1.
   const auto s = stretto::make_schedule<stretto::policies::one_f_one_b>({4, 8, 1});
   stretto::testing::check_schedule_invariants(s);
@@ -35,7 +35,7 @@ TEST_CASE("reference.equal_times.one_f_one_b_p4_m8" * doctest::timeout(5)) {
 }
 
 TEST_CASE("reference.equal_times.zb_h1_p4_m8" * doctest::timeout(5)) {
-  // reference-numbers.md, "Equal times": ZB-H1, p, m = 4, 8: span 27, bubble 3,
+  // docs/reference-numbers.md, "Equal times": ZB-H1, p, m = 4, 8: span 27, bubble 3,
   // peak memory 4, 3.5, 3, 2.5 (M_W = 0.5 M_B).
   const auto s = stretto::make_schedule<stretto::policies::zb_h1>({4, 8, 1});
   stretto::testing::check_schedule_invariants(s);
@@ -52,7 +52,7 @@ TEST_CASE("reference.equal_times.zb_h1_p4_m8" * doctest::timeout(5)) {
 
 TEST_CASE("reference.zero_bubble.table5_1_5b_p8" * doctest::timeout(5)) {
   // Zero Bubble (Qi et al. 2024) Table 9 timings (ms) and Table 5 bubble rates, as transcribed
-  // in reference-numbers.md; 1F1B and ZB-H1 are exact to 1e-4.
+  // in docs/reference-numbers.md; 1F1B and ZB-H1 are exact to 1e-4.
   struct row {
     std::int32_t m;
     double t_f, t_b, t_w, t_comm;

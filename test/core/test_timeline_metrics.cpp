@@ -1,4 +1,4 @@
-// Timeline metrics on hand-written timelines (schedules.md §0 items 5-7): span is the longest
+// Timeline metrics on hand-written timelines (docs/schedules.md §0 items 5-7): span is the longest
 // rank's first start to last end, not the latest end; bubble rate and bubble overhead differ by
 // their denominator.
 #include <doctest/doctest.h>

@@ -1,5 +1,5 @@
 // Negative tests of stretto::validate, one or more per schedule_rule: the rule, the rank, the
-// culprit op and a message that names the rule and the op (known-failures.md 10). Each bad
+// culprit op and a message that names the rule and the op (docs/failure-kinds.md 10). Each bad
 // schedule is also checked against the independent invariant checker.
 #include <doctest/doctest.h>
 

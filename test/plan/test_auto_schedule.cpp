@@ -1,5 +1,5 @@
-// The automatic zero-bubble scheduler (schedules.md §7.5): the ZB-1p and ZB-2p columns of the
-// Zero Bubble paper's Table 5 (reference-numbers.md), memory limits, edge shapes, errors.
+// The automatic zero-bubble scheduler (docs/schedules.md §7.5): the ZB-1p and ZB-2p columns of the
+// Zero Bubble paper's Table 5 (docs/reference-numbers.md), memory limits, edge shapes, errors.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -20,7 +20,7 @@ namespace {
 using stretto::pipeline_shape;
 using stretto::sim::uniform_costs;
 
-/// Zero Bubble Table 9 timings (ms) and Table 5 bubble rates, as in reference-numbers.md.
+/// Zero Bubble Table 9 timings (ms) and Table 5 bubble rates, as in docs/reference-numbers.md.
 struct table5_row {
   std::int32_t m;
   double t_f, t_b, t_w, t_comm;
@@ -94,7 +94,7 @@ TEST_CASE("auto_schedule.decimal_milliseconds_match_integer_microseconds" * doct
 }
 
 TEST_CASE("auto_schedule.equal_times_p4_m8" * doctest::timeout(10)) {
-  // reference-numbers.md, equal times, p = 4, m = 8: ZB-H1 (peak p·M_B) takes 27 and ZB-H2
+  // docs/reference-numbers.md, equal times, p = 4, m = 8: ZB-H1 (peak p·M_B) takes 27 and ZB-H2
   // (peak 7 ≤ 2p·M_B) takes 24 = m·(T_F + T_B + T_W), no bubble. The scheduler does at least as
   // well under the same limits, and never below the work bound 24.
   const pipeline_shape shape{4, 8, 1};
@@ -110,7 +110,7 @@ TEST_CASE("auto_schedule.equal_times_p4_m8" * doctest::timeout(10)) {
 }
 
 TEST_CASE("auto_schedule.edge_shapes_and_limits" * doctest::timeout(60)) {
-  // known-failures.md #1 and #7: every shape of the grid (m below, at and above p), memory limits
+  // docs/failure-kinds.md #1 and #7: every shape of the grid (m below, at and above p), memory limits
   // from M_B to none: a valid schedule whose peak keeps to the limit.
   const uniform_costs table9{18.522, 18.086, 9.337, 0.601, 1.0, 0.5};
   for (std::int32_t p = 1; p <= 8; ++p)

@@ -1,4 +1,4 @@
-// The V-shaped automatic scheduler (schedules.md §7.7): ZB-V planned from the costs under a
+// The V-shaped automatic scheduler (docs/schedules.md §7.7): ZB-V planned from the costs under a
 // memory limit.
 #include <doctest/doctest.h>
 
@@ -19,7 +19,7 @@ double max_of(const std::vector<double>& v) { return *std::max_element(v.begin()
 
 TEST_CASE("sim.auto_v.equal_times_give_zb_v_zero_bubble" * doctest::timeout(30)) {
   // Chunk costs 1, 1, 1 (stage costs 2), limit p·M_B: ZB-V's zero bubble, span 6m chunk units,
-  // peak p·M_B (reference-numbers.md, "Equal times", ZB-V row).
+  // peak p·M_B (docs/reference-numbers.md, "Equal times", ZB-V row).
   const stretto::sim::uniform_costs chunk_units{2.0, 2.0, 2.0, 0.0};
   for (const auto& [p, m] : {std::pair{4, 8}, {4, 12}, {8, 16}, {8, 24}}) {
     CAPTURE(p);

@@ -36,7 +36,7 @@ bool weights_in_order(const stretto::schedule& s) {
 }  // namespace
 
 TEST_CASE("refine.two_stage_backprop_reaches_zb_h1" * doctest::timeout(10)) {
-  // reference-numbers.md: 1F1B with 2BP (all W's deferred to the end) takes 18 at p, m = 4, 4 and
+  // docs/reference-numbers.md: 1F1B with 2BP (all W's deferred to the end) takes 18 at p, m = 4, 4 and
   // 30 at 4, 8; ZB-H1 takes 27 at 4, 8, i.e. m·3 + (p − 1)(T_F + T_B − T_W) = 12 + 3 = 15 at
   // 4, 4. Moving the W's into the bubbles, within 2BP's own peak, reaches ZB-H1's span.
   const uniform_costs equal{1.0, 1.0, 1.0, 0.0, 1.0, 0.5};

@@ -17,7 +17,7 @@ using stretto::pipeline_shape;
 using stretto::schedule;
 
 /**
-The timing model of DESIGN.md written the plainest way: sweep the ranks again and again, each
+The timing model of docs/timing-model.md written the plainest way: sweep the ranks again and again, each
 running its ops in order while their inputs exist. Returns per rank the (start, end) pairs.
 */
 template <class Costs>
@@ -107,7 +107,7 @@ TEST_CASE("simulator.agrees_with_sweep_oracle_on_every_policy" * doctest::timeou
 }
 
 TEST_CASE("simulator.memory_curve_zb_h1_p4_m8" * doctest::timeout(5)) {
-  // reference-numbers.md, equal times: ZB-H1 p = 4, m = 8 peaks at 4, 3.5, 3, 2.5 M_B. The curve
+  // docs/reference-numbers.md, equal times: ZB-H1 p = 4, m = 8 peaks at 4, 3.5, 3, 2.5 M_B. The curve
   // starts at {first start, 0}, has one point per op, reaches the peak, and ends at 0 when the
   // last W ends (rank 0: at 27, the span).
   const auto s = stretto::make_schedule<stretto::policies::zb_h1>({4, 8, 1});

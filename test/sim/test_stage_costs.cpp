@@ -34,7 +34,7 @@ stage_costs two_unequal_stages() {
 }  // namespace
 
 TEST_CASE("stage_costs.from_uniform_reproduces_uniform_costs" * doctest::timeout(5)) {
-  // reference-numbers.md, equal times: ZB-H1, p = 4, m = 8: span 27, peaks 4, 3.5, 3, 2.5.
+  // docs/reference-numbers.md, equal times: ZB-H1, p = 4, m = 8: span 27, peaks 4, 3.5, 3, 2.5.
   const pipeline_shape shape{4, 8, 1};
   const stretto::sim::uniform_costs uniform{1.0, 1.0, 1.0, 0.0, 1.0, 0.5};
   const stage_costs costs = stage_costs::from(uniform, shape);

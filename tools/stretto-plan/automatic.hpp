@@ -3,8 +3,8 @@
 @file
 @brief The schedules `stretto-plan` plans from costs rather than from the shape alone: ZB-1p,
 ZB-2p and `auto` (the Zero Bubble heuristic under a memory limit, `stretto::plan::auto_schedule`;
-schedules.md §7.4–§7.5), `auto-v` (ZB-V under a memory limit, `stretto::plan::auto_schedule_v`;
-schedules.md §7.7), and the per-stage cost file that `--costs` reads.
+docs/schedules.md §7.4–§7.5), `auto-v` (ZB-V under a memory limit, `stretto::plan::auto_schedule_v`;
+docs/schedules.md §7.7), and the per-stage cost file that `--costs` reads.
 */
 
 #include <optional>

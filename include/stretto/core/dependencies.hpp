@@ -46,7 +46,7 @@ struct dependency_list {
 };
 
 /**
-@brief Returns the ops `o` waits for (the timing model of DESIGN.md and schedules.md §0):
+@brief Returns the ops `o` waits for (the timing model of docs/timing-model.md and docs/schedules.md §0):
 
 - F(s, j) needs F(s−1, j) (nothing on the first stage);
 - B(s, j) and BW(s, j) need F(s, j) and, except on the last stage, the input gradient of

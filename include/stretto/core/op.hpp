@@ -47,7 +47,7 @@ constexpr bool produces_input_gradient(op_kind kind) noexcept {
 `[0, num_microbatches)`. The rank that runs the op follows from the schedule's placement.
 
 **Overlapped F&B.** `overlapped = true` means this op and the next op of the same rank's list
-run as one overlapped forward-and-backward unit (DualPipe's F&B, DeepSeek-V3; schedules.md §9):
+run as one overlapped forward-and-backward unit (DualPipe's F&B, DeepSeek-V3; docs/schedules.md §9):
 the pair is one F and one B or BW of different (stage, microbatch) (`validate`, rule
 `overlap`); the simulator starts the pair when the rank is free and both ops' inputs are ready
 and prices it with the cost model's overlap time (`sim::overlap_time`); an executor may run the

@@ -26,7 +26,7 @@ enum class message_direction : std::uint8_t { activation, gradient };
 
 /**
 @brief The identity of one message of a step: (direction, source stage, destination stage,
-microbatch). Messages are never identified by peer alone (known-failures.md, item 2).
+microbatch). Messages are never identified by peer alone (docs/failure-kinds.md, item 2).
 */
 struct message_key {
   message_direction direction{message_direction::activation};

@@ -45,7 +45,7 @@ enum class lowered_kind : std::uint8_t { compute, send, receive };
 - `receive`: receives `message` from rank `peer`; completes once `peer` has posted the send.
 
 A message is identified by its `message_key` (direction, source stage, destination stage,
-microbatch), never by peer alone (known-failures.md, item 2).
+microbatch), never by peer alone (docs/failure-kinds.md, item 2).
 */
 struct lowered_op {
   lowered_kind kind{lowered_kind::compute};

@@ -2,7 +2,7 @@
 /**
 @file
 @brief The automatic zero-bubble scheduler: from costs and a memory limit to per-rank orders of
-F, B and W (Zero Bubble, Qi, Wan, Huang, Lin, ICLR 2024, §3.1; schedules.md §7.4–§7.5).
+F, B and W (Zero Bubble, Qi, Wan, Huang, Lin, ICLR 2024, §3.1; docs/schedules.md §7.4–§7.5).
 
 Unlike a `schedule_policy`, which needs only the shape, this scheduler needs the cost model and
 a memory limit, so it has its own entry point, `auto_schedule`. ZB-1p and ZB-2p are its results
@@ -33,7 +33,7 @@ using sim::simulate;
 using sim::uniform_costs;
 
 /**
-@brief The three binary knobs of the Zero Bubble heuristic (schedules.md §7.5; the official
+@brief The three binary knobs of the Zero Bubble heuristic (docs/schedules.md §7.5; the official
 code's `allow_bubble_before_first_b`, `prioritize_b`, `no_bubble_greedy`).
 
 - `allow_bubble_before_first_b`: in the warm-up, add an extra F only if it ends before B0's
@@ -77,7 +77,7 @@ struct auto_schedule_result {
 @brief The memory limit of ZB-`factor`p: `factor`·p·M_B, with M_B the largest memory one
 microbatch holds on any stage: the F's `memory_delta`, or after its B when that allocates
 (M_W > M_B: F + B = M_W). ZB-1p: factor 1 (the peak of 1F1B); ZB-2p: factor 2, the least memory
-that empirically gives a near-zero bubble (schedules.md §7.4).
+that empirically gives a near-zero bubble (docs/schedules.md §7.4).
 */
 template <cost_model Costs>
 double zb_memory_limit(const pipeline_shape& shape, const Costs& costs, double factor) {
@@ -92,10 +92,10 @@ double zb_memory_limit(const pipeline_shape& shape, const Costs& costs, double f
 namespace detail {
 
 /**
-@brief One run of the Zero Bubble heuristic for one combination of switches (schedules.md §7.5,
+@brief One run of the Zero Bubble heuristic for one combination of switches (docs/schedules.md §7.5,
 "Precise rule"). Places ops stage by stage in rounds, tracking per stage the counts of F, B and
 W placed, the end time, the memory held and the cumulative idle time since the first F; the
-times it computes are those of the event model of schedules.md §0 for the order it builds.
+times it computes are those of the event model of docs/schedules.md §0 for the order it builds.
 */
 template <cost_model Costs>
 class zero_bubble_heuristic {
@@ -358,7 +358,7 @@ void check_auto_schedule_arguments(const pipeline_shape& shape, const Costs& cos
 }  // namespace detail
 
 /**
-@brief Runs the Zero Bubble heuristic (schedules.md §7.5) with one combination of switches.
+@brief Runs the Zero Bubble heuristic (docs/schedules.md §7.5) with one combination of switches.
 
 @param memory_limit the most activation memory any rank may hold, in the cost model's memory
 unit (units of M_B for `uniform_costs`); infinity for no limit.
@@ -383,7 +383,7 @@ false), then `refine_weights` unless `options.refine` is false.
 
 Costs may differ per stage and per microbatch (any `cost_model`); the span is that of the event
 model (`simulate`). With the Zero Bubble paper's Table 9 costs and memory limits p·M_B (ZB-1p) and
-2p·M_B (ZB-2p) it reproduces the paper's Table 5 bubble rates (reference-numbers.md).
+2p·M_B (ZB-2p) it reproduces the paper's Table 5 bubble rates (docs/reference-numbers.md).
 
 @throws shape_error when v ≠ 1 or p, m < 1; argument_error when the limit is below M_B or no
 combination keeps to it.

@@ -4,7 +4,7 @@
 @brief The V-shaped counterpart of the automatic scheduler: ZB-V planned from a cost model
 under a memory limit (Qi et al., "Zero Bubble Pipeline Parallelism", §6; the official V planner,
 `policies::plan_zb_v`), improved by list-scheduled alternatives and a local search, never worse
-than the official planner on the same costs. docs/v-schedules.md describes the search.
+than the official planner on the same costs. docs/v-docs/schedules.md describes the search.
 */
 
 #include <algorithm>
@@ -14,6 +14,7 @@ than the official planner on the same costs. docs/v-schedules.md describes the s
 #include <limits>
 #include <sstream>
 #include <stdexcept>
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
@@ -188,6 +189,28 @@ inline void official_v(const pipeline_shape& shape, const policies::v_plan_costs
     }
 }
 
+/** @brief Per-rank op lists that can be edited, with the rank mapping of a base schedule. */
+struct v_edit_lists {
+  const schedule* base{nullptr};
+  std::vector<std::vector<op>> lists;
+
+  std::span<const op> ops(std::int32_t rank) const { return lists[static_cast<std::size_t>(rank)]; }
+  std::int32_t rank_of(std::int32_t stage, std::int32_t microbatch) const { return base->rank_of(stage, microbatch); }
+};
+
+/** @brief The span and the sum of the ranks' spans of a simulated timeline. */
+inline refine_score v_score_of(const sim::timeline& t) {
+  refine_score out{0.0, 0.0};
+  for (std::int32_t r = 0; r < t.num_ranks(); ++r) {
+    const std::span<const sim::op_timing> events = t.ops(r);
+    if (events.empty()) continue;
+    const double rank_span = events.back().end - events.front().start;
+    out.span = rank_span > out.span ? rank_span : out.span;
+    out.total += rank_span;
+  }
+  return out;
+}
+
 /**
 @brief Swaps of adjacent ops on a rank (never two of the same microbatch, never two W's: those are
 `refine_weights`'s moves), kept when the simulated span shrinks, or stays and the sum of the
@@ -198,12 +221,12 @@ template <cost_model Costs>
 schedule swap_adjacent(const schedule& s, const Costs& costs, double memory_limit, std::int64_t max_simulated_ops) {
   const pipeline_shape& shape = s.shape();
   const std::int32_t p = shape.num_ranks;
-  editable_lists lists{&s, {}};
+  v_edit_lists lists{&s, {}};
   lists.lists.resize(static_cast<std::size_t>(p));
   for (std::int32_t r = 0; r < p; ++r) lists.lists[static_cast<std::size_t>(r)].assign(s.ops(r).begin(), s.ops(r).end());
   sim::timeline trial;
   if (!sim::detail::run_timeline(lists, shape, costs, trial)) return s;
-  refine_score best = score_of(trial);
+  refine_score best = v_score_of(trial);
   const double eps = 1e-9 * (best.span > 0.0 ? best.span : 1.0);
   const double memory_eps = 1e-9 * memory_limit;
   const auto per_evaluation = static_cast<std::int64_t>(s.num_ops());
@@ -226,7 +249,7 @@ schedule swap_adjacent(const schedule& s, const Costs& costs, double memory_limi
         std::swap(list[k], list[k + 1]);
         spent += per_evaluation;
         const bool finished = sim::detail::run_timeline(lists, shape, costs, trial);
-        const refine_score score = finished ? score_of(trial) : refine_score{};
+        const refine_score score = finished ? v_score_of(trial) : refine_score{};
         if (finished && score.span <= best.span && (score.span < best.span - eps || score.total < best.total - eps)) {
           best = score;
           improved = true;

@@ -3,7 +3,7 @@
 @file
 @brief An improvement pass for schedules with a split backward: move W ops within their rank's
 list, within a memory limit, whenever that shortens the step (Zero Bubble, Qi et al. 2024, §6:
-"W's can be shifted ... within the memory cap"; schedules.md §7.7).
+"W's can be shifted ... within the memory cap"; docs/schedules.md §7.7).
 */
 
 #include <algorithm>
@@ -424,7 +424,7 @@ around it are. On schedules of more than `options.all_ranks_up_to_ops` ops only 
 paths of the longest ranks (those that set the step) are followed; on smaller ones those of
 every rank, as the sum of the ranks' spans is also an objective. For each such W it tries as new positions, after the W's own B and
 without passing another W of its stage (W's keep microbatch order, as the paper's program
-assumes, schedules.md §7.6): the start of each idle gap before it, the start of each idle gap
+assumes, docs/schedules.md §7.6): the start of each idle gap before it, the start of each idle gap
 after it, and right after the op that follows it. A move is kept when the simulated span does not
 grow and either the span or the sum of the ranks' spans shrinks (by more than 1e-9 relative),
 and every rank's peak memory stays within `memory_limit` (moving a W earlier never raises memory;

@@ -19,7 +19,7 @@ namespace stretto::policies {
 
 /**
 @brief BitPipe, bidirectional interleaved pipeline parallelism (Wu, Chen, Yu, arXiv 2410.19367,
-§3; the official code's per-device order; schedules.md §8).
+§3; the official code's per-device order; docs/schedules.md §8).
 
 **Shape.** D = p ranks (even), two replicas, each V-shaped over 2D stages (v = 2 chunks per
 rank per replica, 4 in all): replica 0 ("down") puts stage s < D on rank s and stage s ≥ D on
@@ -39,7 +39,7 @@ with this unit's last backwards, and the next unit's remaining W_r − U_r + 1 f
 next unit's warm-up overlaps this unit's cool-down; after the last unit, its remaining
 backwards.
 
-**Invariants.** For D = 4, N = 4 the per-device orders are exactly those of schedules.md §8.3;
+**Invariants.** For D = 4, N = 4 the per-device orders are exactly those of docs/schedules.md §8.3;
 at chunk F = 1, chunk BW = 2, T_comm = 0 the span is 28 (bubble 1/7). In stage units
 (T_F = T_B = T_W = 1, T_comm = 0) the span is 14, 27, 40 for D = 4 and m = 4, 8, 12, and
 30, 57, 84 for D = 8 and m = 8, 16, 24: each unit after the first adds (D−2)/2 of bubble
@@ -123,7 +123,7 @@ struct bitpipe {
 
 /**
 @brief Chimera, bidirectional pipelines (Li & Hoefler, "Chimera: Efficiently Training
-Large-Scale Neural Networks with Bidirectional Pipelines", SC 2021, §3.1–3.3; schedules.md §5),
+Large-Scale Neural Networks with Bidirectional Pipelines", SC 2021, §3.1–3.3; docs/schedules.md §5),
 with direct concatenation of basic units.
 
 **Shape.** D = p ranks (even), two replicas: the down pipeline puts stage s on rank s, the up
@@ -136,7 +136,7 @@ concatenated on every rank (Chimera's "direct concatenation").
 **Invariants.** Every rank holds one stage of each replica (weights 2·M_θ); the gradients of
 the two copies of a stage must be all-reduced every step. For D = 4 one unit takes span 17 at
 F = 1, BW = 2 (12 of work), against 1F1B's 21 for the same 4 microbatches. (The paper quotes a
-bubble ratio (D−2)/(2N+D−2); schedules.md marks that formula as unverified and this
+bubble ratio (D−2)/(2N+D−2); docs/schedules.md marks that formula as unverified and this
 construction does not reach it.)
 
 **Errors.** Needs p even (≥ 2), v = 1, and m a positive multiple of p.

@@ -67,9 +67,9 @@ constexpr std::string check_linear(std::string_view name, const pipeline_shape& 
 
 The order is: `warmup` forwards, then alternately one backward and one forward until the
 forwards run out, then the remaining backwards (1F1B, Narayanan et al. 2021 §2.2 / Megatron-LM;
-schedules.md §2). With `split` the backward is B (`backward_input`) and W(j) is placed right after
+docs/schedules.md §2). With `split` the backward is B (`backward_input`) and W(j) is placed right after
 B(j + `w_lag`); the W's that do not fit go at the end in microbatch order (Zero Bubble, Qi et al.
-2024 §3.1 and §7.2/§7.3 of schedules.md). Without `split` the backward is the fused BW.
+2024 §3.1 and §7.2/§7.3 of docs/schedules.md). Without `split` the backward is the fused BW.
 
 @param stage the (only) stage of this rank.
 @param m the number of microbatches.

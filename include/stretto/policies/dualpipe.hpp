@@ -2,7 +2,7 @@
 /**
 @file
 @brief DualPipe and DualPipeV (DeepSeek-V3 technical report §3.2.1; the deepseek-ai/DualPipe
-code; schedules.md §9): bidirectional or V-shaped pipelines whose steady state runs overlapped
+code; docs/schedules.md §9): bidirectional or V-shaped pipelines whose steady state runs overlapped
 F&B pairs (`op::overlapped`).
 */
 
@@ -25,7 +25,7 @@ struct dualpipe_phase {
 };
 
 /**
-@brief Appends one rank's DualPipe order, the eight steps of schedules.md §9, to `out`.
+@brief Appends one rank's DualPipe order, the eight steps of docs/schedules.md §9, to `out`.
 
 `n` ranks take part in one direction and this rank has index `h` among them (DualPipe:
 n = p/2, h = min(r, p−1−r); DualPipeV: n = p, h = r); `count` microbatches flow through each of
@@ -101,14 +101,14 @@ constexpr std::string check_dualpipe_microbatches(std::string_view name, const p
 
 /**
 @brief DualPipe (DeepSeek-V3 technical report §3.2.1; deepseek-ai/DualPipe `dualpipe.py`;
-schedules.md §9): two replicas fed from both ends, as in Chimera, with the steady state made of
+docs/schedules.md §9): two replicas fed from both ends, as in Chimera, with the steady state made of
 overlapped forward-and-backward pairs (F&B, `op::overlapped`).
 
 **Shape.** p ranks (even), linear placement, v = 1 chunk per replica: replica 0 ("down") puts
 stage s on rank s, replica 1 ("up", `set_replica`) on rank p−1−s, so every rank holds two stages
 (parameters 2×). Microbatches 0..m/2−1 go down, m/2..m−1 go up. Rank r has
 half_rank h = min(r, p−1−r) and n = p/2; its phase 0 is its own direction (down for r < n, up
-otherwise), phase 1 the other one. Its order is the eight steps of schedules.md §9 (see
+otherwise), phase 1 the other one. Its order is the eight steps of docs/schedules.md §9 (see
 `detail::append_dualpipe` for the counts), with the backward fused (BW) except where the code
 turns on zero-bubble splitting: step 3, the second half of step 6 and step 7 run B and defer
 W (FIFO). The middle ranks (h = n−1) run their first F0 and B1 of step 4 one after the other.
@@ -164,11 +164,11 @@ struct dualpipe {
 
 /**
 @brief DualPipeV, DualPipe "cut in half" (Sea AI Lab; deepseek-ai/DualPipe `dualpipev.py`;
-schedules.md §9): one input direction over a V-shaped placement, the same eight steps.
+docs/schedules.md §9): one input direction over a V-shaped placement, the same eight steps.
 
 **Shape.** p ranks, V-shape placement with v = 2 chunks per rank: stage r (chunk 0, "phase 0")
 and stage 2p−1−r (chunk 1, "phase 1") on rank r; every microbatch enters and leaves on rank 0.
-Rank r runs the eight steps of schedules.md §9 with (num_ranks, rank) = (p, r) in place of
+Rank r runs the eight steps of docs/schedules.md §9 with (num_ranks, rank) = (p, r) in place of
 (n, half_rank) and all m microbatches through each chunk: step 1 has 2(p−r−1) forwards, step 4
 runs m − 2p + r + 1 times (F0 & B1, F1 & B0), the last rank (the bottom of the V) runs its first
 F0 and B1 unoverlapped; see `detail::append_dualpipe`.

@@ -13,7 +13,7 @@
 namespace stretto::policies {
 
 /**
-@brief GPipe (Huang et al., NeurIPS 2019, §2.2; schedules.md §1).
+@brief GPipe (Huang et al., NeurIPS 2019, §2.2; docs/schedules.md §1).
 
 **Shape.** Linear placement, p stages on p ranks. Rank r runs F(r, 0..m−1), then BW(r, m−1..0)
 (backwards in reverse microbatch order, as in the GPipe paper).

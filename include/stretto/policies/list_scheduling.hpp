@@ -49,7 +49,7 @@ struct candidate {
 ready op of least `priority(candidate)` (an integer; lower runs first).
 
 Each rank owns lanes, one per (stage, replica) it holds; within a lane F's, backwards and W's
-each run in microbatch order (as in the Zero Bubble heuristic, schedules.md §7.5). A forward is a
+each run in microbatch order (as in the Zero Bubble heuristic, docs/schedules.md §7.5). A forward is a
 candidate only while the rank's activation memory stays within `memory_limit` (units of M_B, a
 chunk's F holding M_B/v, B leaving M_W/v with M_W = M_B/2; ≤ 0 means no limit). `split` makes
 backwards B with a W each, else fused BW. The microbatch replicas of `out` must be set first.

@@ -52,7 +52,7 @@ constexpr std::int32_t default_group_size(std::int32_t p, std::int32_t m) noexce
 /**
 @brief Appends rank `r`'s ops of the depth-first looped order with group size `n`
 (Narayanan et al., SC 2021, §2.2; Megatron-LM `forward_backward_pipelining_with_interleaving`,
-PyTorch `ScheduleInterleaved1F1B` and `ScheduleInterleavedZeroBubble`; schedules.md §3).
+PyTorch `ScheduleInterleaved1F1B` and `ScheduleInterleavedZeroBubble`; docs/schedules.md §3).
 
 The microbatches form consecutive groups of n, the last one holding the m mod n left over
 (when not zero). Virtual index k in [0, m·v) walks each group through chunks 0..v−1 in turn,
@@ -102,7 +102,7 @@ constexpr void append_depth_first(schedule& out, const pipeline_shape& s, std::i
 /**
 @brief Interleaved 1F1B (Megatron-LM "1F1B-I", depth-first looping; Narayanan et al.,
 "Efficient Large-Scale Language Model Training on GPU Clusters", SC 2021, §2.2;
-schedules.md §3), for any m, with the microbatch groups of Megatron-LM and PyTorch.
+docs/schedules.md §3), for any m, with the microbatch groups of Megatron-LM and PyTorch.
 
 **Shape.** Looped placement: S = p·v stages, stage c·p + r on rank r. Microbatches run in
 groups of N through one chunk before the next, the last group holding the m mod N left over;
@@ -207,7 +207,7 @@ struct interleaved_zb {
 
 /**
 @brief Breadth-first pipeline parallelism (Lamy-Poirier, "Breadth-First Pipeline Parallelism",
-MLSys 2023, §3; PyTorch `ScheduleLoopedBFS`; schedules.md §4): the looped family with N = m.
+MLSys 2023, §3; PyTorch `ScheduleLoopedBFS`; docs/schedules.md §4): the looped family with N = m.
 
 **Shape.** Looped placement, v ≥ 2 chunks per rank. Rank r runs the forwards of all m
 microbatches on its first chunk, then on its second, …; then the backwards chunk by chunk in

@@ -14,7 +14,7 @@ namespace stretto::policies {
 
 /**
 @brief 1F1B with a fused backward (Narayanan et al., PipeDream-2BW/Flush, ICML 2021 §3;
-Fan et al., DAPPLE, PPoPP 2021; Megatron-LM's order; schedules.md §2).
+Fan et al., DAPPLE, PPoPP 2021; Megatron-LM's order; docs/schedules.md §2).
 
 **Shape.** Linear placement. Rank r (0-based) runs a warm-up of w_r = min(p−r−1, m) forwards,
 then for k = 0..m−w_r−1 the pair F(w_r+k), BW(k), then the cool-down BW(m−w_r..m−1).

@@ -19,7 +19,7 @@ namespace stretto::policies {
 
 /**
 @brief Applies 2BP (Rae, Lee, Richings, "2BP: 2-Stage Backpropagation", arXiv 2405.18047, §3;
-schedules.md §6) to a schedule: every fused BW becomes its input-gradient part B
+docs/schedules.md §6) to a schedule: every fused BW becomes its input-gradient part B
 (backward-p1) in place, and the weight-gradient parts W (backward-p2) are deferred to the end of
 the rank's list, in the order of their B's, where they fill the cool-down bubble. Ops that are
 already split (B, W) and forwards are kept where they are.

@@ -14,7 +14,7 @@ namespace stretto::policies {
 
 /**
 @brief ZB-H1, the memory-efficient handcrafted zero-bubble schedule (Qi, Wan, Huang, Lin,
-"Zero Bubble Pipeline Parallelism", ICLR 2024, §3.1 and Figure 3; schedules.md §7.2).
+"Zero Bubble Pipeline Parallelism", ICLR 2024, §3.1 and Figure 3; docs/schedules.md §7.2).
 
 **Shape.** Linear placement. On rank r (0-based) the F/B order is the 1F1B order with BW
 replaced by B (p−r forwards before the first B, then B and F alternate); W(j) runs right after
@@ -44,7 +44,7 @@ struct zb_h1 {
 
 /**
 @brief ZB-H2, the zero-bubble handcrafted schedule (Qi et al., ICLR 2024, §3.1 and Figure 3;
-schedules.md §7.3).
+docs/schedules.md §7.3).
 
 **Shape.** Linear placement. Rank r (0-based) runs a warm-up of 2(p−r)−1 forwards before its
 first B, then B and F alternate; W(j) runs right after B(j + 2r), so W trails B by 2r

@@ -19,10 +19,10 @@ none. A rank holds M_θ once per (stage, replica) it runs: schedules with two mo
 (Chimera, BitPipe, DualPipe) hold two stages' parameters per rank (`sim::parameter_memory`).
 Optionally `c.optimizer(rank, s)` returns an `optimizer_step` (concept
 `cost_model_with_optimizer`); `stage_costs` is the cost model with every feature. Optionally
-`c.overlap_time(f, b, s)` prices an overlapped F&B pair (`op::overlapped`; DualPipe, schedules.md
+`c.overlap_time(f, b, s)` prices an overlapped F&B pair (`op::overlapped`; DualPipe, docs/schedules.md
 §9); `stretto::sim::overlap_time` falls back to the two durations added up (serial compute).
 
-**Memory model** (schedules.md §0; Zero Bubble, Qi et al. 2024, §3.1): F keeps M_B/v of
+**Memory model** (docs/schedules.md §0; Zero Bubble, Qi et al. 2024, §3.1): F keeps M_B/v of
 activations; B frees all but M_W/v (what W still needs), i.e. its delta is −(M_B − M_W)/v; W frees
 M_W/v; BW frees M_B/v. Any M_W ≥ 0 is accepted: when W needs more than F kept (M_W > M_B, e.g. the
 weight gradient's inputs outweigh the activations), B's delta is positive: B allocates
@@ -62,7 +62,7 @@ constexpr double memory_delta(op_kind kind, double m_b, double m_w) noexcept {
 }  // namespace detail
 
 /**
-@brief The same costs on every stage (schedules.md §0).
+@brief The same costs on every stage (docs/schedules.md §0).
 
 **Units.** `t_forward`, `t_backward_input`, `t_backward_weight` are the times of one microbatch
 on one rank's share of the model (a "full stage", 1/p of the model); an op on a chunk that is
@@ -70,7 +70,7 @@ on one rank's share of the model (a "full stage", 1/p of the model); an op on a 
 is paid by every dependency that crosses ranks. `activation_memory` is M_B and
 `weight_gradient_memory` is M_W, both per full stage; the defaults M_B = 1, M_W = 0.5 follow
 the Zero Bubble code (2 and 1 units). `t_overlapped_fb` is the time of one overlapped F&B pair
-(DualPipe's "F&B", schedules.md §9) per full stage, divided by v like the others; negative (the
+(DualPipe's "F&B", docs/schedules.md §9) per full stage, divided by v like the others; negative (the
 default) means F + B: the two ops' times added up, serial compute with only communication
 hidden, as the DualPipe figure is drawn. `parameter_memory` is M_θ per full stage (a chunk
 holds M_θ/v), in the unit of M_B; 0, the default, means unknown and adds nothing.
@@ -170,7 +170,7 @@ struct table_costs {
 };
 
 /**
-@brief The optimizer step that ends a training step on one rank (schedules.md §7.8; Zero Bubble,
+@brief The optimizer step that ends a training step on one rank (docs/schedules.md §7.8; Zero Bubble,
 Qi et al. 2024, §4 and Appendix C).
 
 - `synchronised = true`: the step waits for a cross-rank all-reduce (global gradient-norm
@@ -204,7 +204,7 @@ concept cost_model_with_optimizer =
 /**
 @brief The general cost model: costs per stage (so stages, and the chunks of looped or V-shaped
 placements, may differ), messages priced as latency plus bytes over bandwidth, memory per stage,
-and the optimizer step (DESIGN.md "sim/"; schedules.md §0 and §7.4, which notes that the Zero
+and the optimizer step (docs/architecture.md; docs/schedules.md §0 and §7.4, which notes that the Zero
 Bubble scheduler's code also allows per-stage costs).
 
 **Units.** Times in any one consistent unit (µs, ms, s, ...). Every per-stage vector is indexed
@@ -226,7 +226,7 @@ by the global stage s in `[0, S)`, S = p·v, and holds the value for one microba
 - `optimizer_time[r]` is rank r's optimizer step (empty: 0 on every rank), with
   `synchronised_optimizer` and `sync_latency` as in `optimizer_step`.
 - `t_overlapped_fb` is the time of one overlapped F&B pair (`op::overlapped`; DualPipe,
-  schedules.md §9), per chunk like the per-stage times; negative (the default) means the two
+  docs/schedules.md §9), per chunk like the per-stage times; negative (the default) means the two
   ops' times added up (serial compute, only communication hidden).
 
 **Errors.** `check(shape)` throws `argument_error` naming the field when a vector has the wrong

@@ -1,8 +1,8 @@
 #pragma once
 /**
 @file
-@brief The discrete-event simulator: runs a schedule under a cost model (DESIGN.md, "The timing
-model"; schedules.md §0, which reproduces the Zero Bubble paper's Table 5).
+@brief The discrete-event simulator: runs a schedule under a cost model (docs/timing-model.md, "The timing
+model"; docs/schedules.md §0, which reproduces the Zero Bubble paper's Table 5).
 */
 
 #include <cstddef>
@@ -60,7 +60,7 @@ struct interval {
   the earliest first start to the end of the last optimizer step, all ranks having waited for the
   all-reduce. With post-validation (not synchronised) each rank repeats its own ops and optimizer,
   so it is max over ranks of (end of its optimizer − start of its first op), the span of
-  schedules.md §0 item 5 extended by the optimizer.
+  docs/schedules.md §0 item 5 extended by the optimizer.
 */
 struct simulation {
   timeline events;
@@ -296,12 +296,12 @@ STRETTO_FLATTEN constexpr bool run_timeline(const Lists& lists, const pipeline_s
 /**
 @brief Simulates one step of `s` under `costs`.
 
-Timing model (DESIGN.md; schedules.md §0): each rank runs its ops in order; an op starts when its
+Timing model (docs/timing-model.md; docs/schedules.md §0): each rank runs its ops in order; an op starts when its
 rank is free and all of its dependencies (`dependencies_of`) are ready; a dependency produced on
 another rank is ready `costs.comm_delay(...)` after its producer ends, one on the same rank at
 once. Communication overlaps compute and links never contend. When the cost model prices the
 optimizer (`cost_model_with_optimizer`), each rank's optimizer step follows its last op, after an
-all-reduce barrier over all ranks when it is synchronised (schedules.md §7.8).
+all-reduce barrier over all ranks when it is synchronised (docs/schedules.md §7.8).
 
 @throws validation_error if `s` is not valid, with `validate(s)`'s message: the structural rules
 are checked first, deadlock freedom by the run itself (a rank that never finishes).

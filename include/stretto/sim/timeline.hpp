@@ -229,7 +229,7 @@ class timeline {
 };
 
 /**
-@brief Metrics of a timeline (schedules.md §0, items 5–7).
+@brief Metrics of a timeline (docs/schedules.md §0, items 5–7).
 
 - `span`: the longest rank's first start to last end (Zero Bubble §5.3, objective (3) of App. G).
 - `busy[r]`: the sum of rank r's op durations; an overlapped F&B pair (`op::overlapped`) whose two

@@ -290,7 +290,7 @@ Invariants, in the order checked:
 4. `order`: per stage, F before B (or BW) before W in the rank's list.
 5. `overlap`: an op marked `overlapped` is followed on its rank by a partner, not itself marked,
    such that the two are one F and one B or BW of different (stage, microbatch): an F&B pair
-   (DualPipe, schedules.md §9).
+   (DualPipe, docs/schedules.md §9).
 6. `deadlock`: every rank executing its list in order, where an op blocks until the ops it depends
    on (`stretto::dependencies_of`) have run on their ranks (receives block, sends are buffered),
    runs to completion; an overlapped pair runs as one unit, once the inputs of both ops are there.

@@ -2,7 +2,7 @@
 /**
 @file
 @brief The exact zero-bubble scheduler: the integer program of the Zero Bubble paper (Qi, Wan,
-Huang, Lin, ICLR 2024, Appendix G; schedules.md §7.6) solved with COIN-OR CBC, warm-started from
+Huang, Lin, ICLR 2024, Appendix G; docs/schedules.md §7.6) solved with COIN-OR CBC, warm-started from
 the heuristic (`stretto::plan::auto_schedule`), under a time limit.
 
 Target `stretto::cbc` (Debian `coinor-libcbc-dev`); the core target stays standard-library only.
@@ -90,7 +90,7 @@ constexpr op_kind kind_of(std::int32_t k) noexcept {
 @brief Finds a shortest-span schedule with split backward (F, B, W) within `memory_limit`, or
 the best CBC finds in the time limit together with a lower bound.
 
-**Program** (schedules.md §7.6, in the event model of `simulate`). Variables: the end time E of
+**Program** (docs/schedules.md §7.6, in the event model of `simulate`). Variables: the end time E of
 every op (continuous) and, per stage, one binary for every pair of ops whose order is not
 already implied (F_a vs B_b, F_a vs W_b and B_a vs W_b with a > b: within a stage the F's, B's
 and W's each keep microbatch order, and F_j, B_j, W_j run in that order). Constraints: the data
