@@ -225,6 +225,11 @@ class communicator {
           "stretto::mpi: progress_mode::thread needs MPI_THREAD_MULTIPLE; initialise MPI with "
           "MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided), or use progress_mode::poll");
     threaded_ = options_.progress != progress_mode::poll && level >= MPI_THREAD_MULTIPLE;
+    // At most one send and one receive of each direction per (stage, microbatch) held by a rank
+    // are outstanding at once: with room for that reserved, no step allocates here.
+    max_outstanding_ = 4 * static_cast<std::size_t>(shape.num_chunks) * static_cast<std::size_t>(shape.num_microbatches) + 8;
+    active_.reserve(max_outstanding_);
+    spare_states_.reserve(max_outstanding_);
     MPI_Comm_dup(comm, &comm_);
     MPI_Comm_dup(comm, &control_);
     MPI_Comm_rank(comm_, &rank_);
@@ -317,7 +322,7 @@ class communicator {
     }
     if (!m.done.load(std::memory_order_acquire)) return false;
     const MPI_Status status = m.status;
-    q.state_.reset();
+    recycle(q.state_);
     check_size(q, status);
     return true;
   }
@@ -432,7 +437,7 @@ class communicator {
       throw argument_error(stretto::detail::cat("stretto::mpi: ", to_string(k), " has ", count,
                                                 " values; at most INT_MAX fit in one message"));
     request q;
-    q.state_ = std::make_unique<detail::pending_message>();
+    q.state_ = acquire_state();
     q.owner_ = this;
     q.key_ = k;
     q.peer_ = peer;
@@ -440,6 +445,33 @@ class communicator {
     q.is_receive_ = receive;
     q.datatype_ = type;
     return q;
+  }
+
+  // The states of completed requests are kept for the next ones, so that a step in steady state
+  // allocates nothing (a pipeline posts the same messages every step). Both ends take the mutex:
+  // the progress thread marks a request done and drops it from `active_` in one locked section,
+  // so a state is reset only once the thread is finished with it.
+  std::unique_ptr<detail::pending_message> acquire_state() {
+    std::unique_lock lock(mutex_, std::defer_lock);
+    if (threaded_) lock.lock();
+    if (spare_states_.empty()) return std::make_unique<detail::pending_message>();
+    std::unique_ptr<detail::pending_message> state = std::move(spare_states_.back());
+    spare_states_.pop_back();
+    state->handle = MPI_REQUEST_NULL;
+    state->status = MPI_Status{};
+    state->done.store(false, std::memory_order_relaxed);
+    state->probing = state->matched = state->large_send = false;
+    state->buffer = nullptr;
+    state->count = 0;
+    state->type = MPI_DATATYPE_NULL;
+    state->source = state->tag = 0;
+    return state;
+  }
+
+  void recycle(std::unique_ptr<detail::pending_message>& state) {
+    std::unique_lock lock(mutex_, std::defer_lock);
+    if (threaded_) lock.lock();
+    spare_states_.push_back(std::move(state));
   }
 
   // Hands a freshly posted request to the progress thread (woken only from its idle sleep: when
@@ -548,6 +580,9 @@ class communicator {
     std::vector<MPI_Request> handles;
     std::vector<int> indices;
     std::vector<MPI_Status> statuses;
+    handles.reserve(max_outstanding_);
+    indices.reserve(max_outstanding_);
+    statuses.reserve(max_outstanding_);
     backoff pause(options_, oversubscribed_);
     std::uint64_t seen = 0;
     std::unique_lock lock(mutex_);
@@ -658,6 +693,8 @@ class communicator {
   std::condition_variable progress_cv_;        // wakes the progress thread: work, stop, a waiter
   std::condition_variable done_cv_;            // wakes blocked waits: something completed
   std::vector<detail::pending_message*> active_;  // outstanding requests the thread tests
+  std::vector<std::unique_ptr<detail::pending_message>> spare_states_;  // completed requests' states, reused
+  std::size_t max_outstanding_{0};  // capacity reserved for the outstanding requests
   std::uint64_t activity_{0};                  // bumped by posts and waits: the thread gets hot
   int blocked_waiters_{0};
   std::atomic<int> spinning_waiters_{0};
