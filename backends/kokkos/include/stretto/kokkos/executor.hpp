@@ -341,6 +341,8 @@ class executor {
     const auto cells = static_cast<std::size_t>(s.num_stages()) * static_cast<std::size_t>(s.num_microbatches());
     activation_in_.resize(cells);
     gradient_in_.resize(cells);
+    // Every op sends at most one message, and a step completes its sends: room for all of them.
+    sends_.reserve(s.ops(rank_).size());
   }
 
  public:
@@ -420,6 +422,7 @@ class executor {
       Kokkos::fence();
       const auto end = clock::now();
       notify(&observer::on_compute_end, i, o, end);
+      post_unposted_send();
       if (!sent) notify(&observer::on_send_complete, i, o, end);
       release_completed_sends();
     }
@@ -524,9 +527,20 @@ class executor {
     }
     b.sender = sender;
     b.index = index;
-    b.request = comm_.post_send(key, to_rank, static_cast<const scalar_type*>(transport_data(b)), b.device.size());
+    // Posted by `post_unposted_send` once the op's compute end is stamped: the receiver cannot
+    // then start before the end this rank records.
     sends_.push_back(std::move(b));
+    unposted_key_ = key;
+    unposted_to_ = to_rank;
     return true;
+  }
+
+  void post_unposted_send() {
+    if (unposted_to_ < 0) return;
+    message_buffer& b = sends_.back();
+    b.request = comm_.post_send(unposted_key_, unposted_to_, static_cast<const scalar_type*>(transport_data(b)),
+                                b.device.size());
+    unposted_to_ = -1;
   }
 
   double run_forward(std::size_t index, const op& o, bool forward_only, bool& sent) {
@@ -594,6 +608,8 @@ class executor {
   std::vector<std::size_t> receive_ops_;       // indices of the running op list's ops that receive
   std::size_t next_receive_{0};
   std::vector<message_buffer> sends_;          // sends still in flight, with their buffers
+  message_key unposted_key_{};                 // the send of the running op, posted after its end stamp
+  std::int32_t unposted_to_{-1};               // its destination rank; -1: none
   timeline_recorder recorder_;                 // the observer behind step_record
   buffer_pool<matrix_type> pool_;              // activations, gradients, receive buffers
   buffer_pool<host_matrix> host_pool_;         // host staging of messages (device memory only)
