@@ -48,6 +48,8 @@ fi
 
 APT=("${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -q
      -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold)
+# A package run that was interrupted earlier (a killed apt) blocks every install until finished.
+"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive dpkg --configure -a
 "${APT[@]}" update
 # Install the whole list (not just the missing ones) so apt also fixes half-configured packages.
 "${APT[@]}" install -y --no-install-recommends "${PACKAGES[@]}"
