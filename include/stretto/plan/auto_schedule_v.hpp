@@ -4,7 +4,7 @@
 @brief The V-shaped counterpart of the automatic scheduler: ZB-V planned from a cost model
 under a memory limit (Qi et al., "Zero Bubble Pipeline Parallelism", §6; the official V planner,
 `policies::plan_zb_v`), improved by list-scheduled alternatives and a local search, never worse
-than the official planner on the same costs. docs/v-docs/schedules.md describes the search.
+than the official planner on the same costs. docs/v-schedules.md describes the search.
 */
 
 #include <algorithm>

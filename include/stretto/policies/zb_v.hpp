@@ -4,7 +4,7 @@
 @brief ZB-V and the V-shaped zero-bubble planner behind it: the greedy two-chunk planner of the
 Zero Bubble authors (Qi et al., "Zero Bubble Pipeline Parallelism", ICLR 2024, §6 "ZB-V"; its
 official implementation `zbv.py`, `PipelineGraph.try_v_schedule`), re-implemented from its
-description in integer time so that it runs in constant expressions. docs/v-docs/schedules.md
+description in integer time so that it runs in constant expressions. docs/v-schedules.md
 describes the algorithm step by step.
 */
 
