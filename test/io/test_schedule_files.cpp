@@ -67,6 +67,20 @@ TEST_CASE("CSV is PyTorch's compute-only grid: 1F1B at p = 2, m = 2") {
   CHECK(io::to_csv(zb) == "0F0,0F1,,0I0,0W0,0I1,0W1\n,1F0,1I0,1F1,1I1,1W0,1W1\n");
 }
 
+TEST_CASE("CSV of older PyTorch versions: B is the input backward, BW the fused one") {
+  // ZB-H1 at p = 2, m = 2 in the older tokens (I written B), next to the current ones above.
+  const schedule zb = stretto::policies::make_schedule("zb-h1", {2, 2, 1});
+  CHECK(io::read_csv("0F0,0F1,,0B0,0W0,0B1,0W1\n,1F0,1B0,1F1,1B1,1W0,1W1\n") == zb);
+  // A fused backward in the older tokens, and a file that mixes a fused stage with split ones.
+  const schedule one_f_one_b = stretto::policies::make_schedule("1f1b", {2, 2, 1});
+  CHECK(io::read_csv("0F0,0F1,,0BW0,,0BW1\n,1F0,1BW0,1F1,1BW1\n") == one_f_one_b);
+  const schedule mixed = io::read_csv("0F0,,0B0,0W0\n,1F0,1BW0\n");
+  CHECK(mixed.ops(0)[1].kind == stretto::op_kind::backward_input);
+  CHECK(mixed.ops(1)[1].kind == stretto::op_kind::backward);
+  // Current tokens are unchanged: a fused B without a W stays fused.
+  CHECK(io::read_csv(io::to_csv(one_f_one_b)) == one_f_one_b);
+}
+
 TEST_CASE("CSV reading: quotes, CRLF, communication actions and idle cells are accepted") {
   const schedule s = stretto::policies::make_schedule("1f1b", {2, 2, 1});
   CHECK(io::read_csv("\"0F0\",0F1,0SEND_F0,0RECV_B0,0B0,,0B1\r\n1RECV_F0,1F0,1B0,1SEND_B0, 1F1 ,1B1,1REDUCE_GRAD\r\n") == s);

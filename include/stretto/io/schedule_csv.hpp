@@ -11,6 +11,8 @@ figures. Reading ignores empty cells, so any spacing of the ops is accepted; onl
 row matters.
 */
 
+#include <algorithm>
+#include <utility>
 #include <cstddef>
 #include <cstdint>
 #include <ostream>
@@ -146,11 +148,29 @@ inline std::vector<std::vector<located_op>> read_csv_lists(std::string_view text
 @brief Reads a schedule from PyTorch pipelining's CSV (compute-only; communication actions are
 accepted and skipped, see `schedule_tokens.hpp`), infers shape, placement and replicas and
 validates it (`build_schedule`).
+
+**Both token dialects.** Current PyTorch writes I (input backward), W (weight backward) and B
+(fused backward); older versions wrote B for the input backward and BW for the fused one (e.g.
+the ZB-1p artifacts of PyTorch's own tests). A fused backward never has a W of its own, so a B
+whose (stage, microbatch) also has a W in the file is read as the input backward.
 @param source the file name used in messages.
 @throws format_error for a syntax error (line, column) or a broken schedule rule (rank, op, line, column).
 */
 inline schedule read_csv(std::string_view text, std::string_view source = "", const import_options& options = {}) {
-  return build_schedule(read_csv_lists(text, source), options, source);
+  std::vector<std::vector<located_op>> lists = read_csv_lists(text, source);
+  std::vector<std::pair<std::int32_t, std::int32_t>> weights;  // (stage, microbatch) of every W
+  for (const auto& list : lists)
+    for (const located_op& o : list)
+      if (o.what.kind == op_kind::backward_weight) weights.emplace_back(o.what.stage, o.what.microbatch);
+  if (!weights.empty()) {
+    std::sort(weights.begin(), weights.end());
+    for (auto& list : lists)
+      for (located_op& o : list)
+        if (o.what.kind == op_kind::backward &&
+            std::binary_search(weights.begin(), weights.end(), std::pair{o.what.stage, o.what.microbatch}))
+          o.what.kind = op_kind::backward_input;
+  }
+  return build_schedule(std::move(lists), options, source);
 }
 
 }  // namespace stretto::io

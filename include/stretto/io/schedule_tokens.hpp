@@ -138,7 +138,7 @@ inline std::optional<std::int32_t> read_index(std::string_view text, std::size_t
 
 inline constexpr std::string_view token_help =
     "expected an op token {stage}{F|I|W|B}{microbatch} such as 0F3 (I: input backward, W: weight backward, "
-    "B: fused backward), an overlapped pair (0F5;7B1)OVERLAP_F_B, or a communication action such as 1SEND_F0";
+    "B: fused backward; older files: B input backward, BW fused), an overlapped pair (0F5;7B1)OVERLAP_F_B, or a communication action such as 1SEND_F0";
 
 /** @brief Parses one single-op token; returns nullopt for an accepted communication action. */
 inline std::optional<op> parse_single(std::string_view token, std::string_view source, std::size_t line, std::size_t column) {
@@ -163,6 +163,13 @@ inline std::optional<op> parse_single(std::string_view token, std::string_view s
     fail_at(source, line, column, "'" + std::string(token) + "' has no op kind; " + std::string(token_help));
   op o;
   o.stage = *stage;
+  // Older PyTorch files write the fused backward "BW" (their "B" is then the input backward,
+  // see `read_csv`).
+  if (rest.size() > 2 && rest.starts_with("BW") && rest[2] >= '0' && rest[2] <= '9') {
+    std::size_t at = pos + 2;
+    const std::optional<std::int32_t> mb = read_index(token, at);
+    if (mb && at == token.size()) return op{op_kind::backward, *stage, *mb};
+  }
   switch (rest.front()) {
     case 'F': o.kind = op_kind::forward; break;
     case 'I': o.kind = op_kind::backward_input; break;
