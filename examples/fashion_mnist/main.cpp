@@ -29,6 +29,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <numeric>
 #include <optional>
 #include <random>
@@ -41,6 +42,8 @@
 #include <stretto/kokkos/executor.hpp>
 #include <stretto/mpi/communicator.hpp>
 #include <stretto/mpi/replicas.hpp>
+#include <stretto/io/chrome_trace.hpp>
+#include <stretto/io/svg.hpp>
 #include <stretto/stretto.hpp>
 
 #include "idx.hpp"
@@ -67,6 +70,9 @@ struct options {
   double timeout = 300.0;
   double memory_limit = 0.0;        // --schedule auto: activation memory per rank in M_B; 0: 2p (ZB-2p)
   std::int64_t profile_steps = 10;  // --schedule auto: steps of ZB-H1 measured before re-planning
+  std::string trace_file;           // --trace: Chrome trace / Perfetto JSON of one measured step
+  std::string timeline_file;        // --timeline: SVG of one measured step
+  std::int64_t trace_step = 5;      // --trace-step: which step of epoch 1 (clamped to the last)
 };
 
 // An error that every rank detected identically (arguments, shapes): printed once, exit 2.
@@ -127,6 +133,78 @@ struct op_time_sums {
 // rank measured, summed over ranks on rank 0 and broadcast so that every rank plans from the same
 // numbers, become per-stage costs; the automatic scheduler plans from them (deterministically, so
 // every rank gets the same schedule).
+// Gathers every rank's measured op intervals of one step on rank 0 and writes them, with the
+// simulation of the same schedule under that step's own mean op times beside them, as a Chrome
+// trace (--trace) and an SVG picture (--timeline). Collective over MPI_COMM_WORLD.
+void write_step_pictures(const std::vector<stretto::sim::op_timing>& mine, const stretto::schedule& plan,
+                         std::int64_t step, int rank, int size, const options& opt) {
+  std::vector<double> packed;  // per op: kind, stage, microbatch, overlapped, start, end
+  for (const auto& t : mine)
+    packed.insert(packed.end(), {static_cast<double>(t.what.kind), static_cast<double>(t.what.stage),
+                                 static_cast<double>(t.what.microbatch), t.what.overlapped ? 1.0 : 0.0, t.start, t.end});
+  int count = static_cast<int>(packed.size());
+  std::vector<int> counts(static_cast<std::size_t>(size)), offsets(static_cast<std::size_t>(size));
+  MPI_Gather(&count, 1, MPI_INT, counts.data(), 1, MPI_INT, 0, MPI_COMM_WORLD);
+  std::vector<double> all;
+  if (rank == 0) {
+    std::partial_sum(counts.begin(), counts.end() - 1, offsets.begin() + 1);
+    all.resize(static_cast<std::size_t>(offsets.back() + counts.back()));
+  }
+  MPI_Gatherv(packed.data(), count, MPI_DOUBLE, all.data(), counts.data(), offsets.data(), MPI_DOUBLE, 0, MPI_COMM_WORLD);
+  if (rank != 0) return;
+  std::vector<std::vector<stretto::sim::op_timing>> lists(static_cast<std::size_t>(size));
+  op_time_sums sums(plan.num_stages());
+  for (int r = 0; r < size; ++r)
+    for (int k = offsets[static_cast<std::size_t>(r)]; k < offsets[static_cast<std::size_t>(r)] + counts[static_cast<std::size_t>(r)]; k += 6) {
+      const double* v = &all[static_cast<std::size_t>(k)];
+      stretto::sim::op_timing t{{static_cast<stretto::op_kind>(static_cast<int>(v[0])), static_cast<std::int32_t>(v[1]),
+                                 static_cast<std::int32_t>(v[2]), v[3] != 0.0},
+                                1e3 * v[4], 1e3 * v[5]};  // in ms
+      lists[static_cast<std::size_t>(r)].push_back(t);
+      sums.add(t);
+    }
+  const stretto::sim::timeline measured{std::span<const std::vector<stretto::sim::op_timing>>(lists)};
+  stretto::sim::table_costs costs;  // this step's mean op time per stage and kind
+  for (std::int32_t s = 0; s < plan.num_stages(); ++s) {
+    const double bw = sums.mean(s, stretto::op_kind::backward);
+    costs.forward.push_back(sums.mean(s, stretto::op_kind::forward));
+    costs.backward_input.push_back(bw > 0 ? bw : sums.mean(s, stretto::op_kind::backward_input));
+    costs.backward_weight.push_back(bw > 0 ? 0.0 : sums.mean(s, stretto::op_kind::backward_weight));
+  }
+  const stretto::sim::timeline simulated = stretto::sim::simulate(plan, costs).events;
+  const std::string what = opt.schedule + ", step " + std::to_string(step) + " of epoch 1";
+  stretto::io::trace_context measured_context = stretto::io::context_of(plan, "measured " + what);
+  measured_context.microseconds_per_unit = 1e3;  // the timelines are in ms
+  stretto::io::trace_context simulated_context = measured_context;
+  simulated_context.name = "simulated " + what;
+  auto open = [](const std::string& path) {
+    std::ofstream out(path);
+    if (!out) throw usage_error{"cannot write " + path};
+    return out;
+  };
+  if (!opt.trace_file.empty()) {
+    const std::pair<const stretto::sim::timeline*, stretto::io::trace_context> parts[] = {
+        {&measured, measured_context}, {&simulated, simulated_context}};
+    std::ofstream out = open(opt.trace_file);
+    stretto::io::write_chrome_traces(out, parts);
+    if (!out.flush()) throw usage_error{"cannot write " + opt.trace_file};
+  }
+  if (!opt.timeline_file.empty()) {
+    stretto::io::svg_options measured_options, simulated_options;
+    measured_options.title = "measured: " + what;
+    simulated_options.title = "simulated from the same step's op times";
+    measured_options.time_unit = simulated_options.time_unit = "ms";
+    const std::string pictures[] = {stretto::io::to_svg(measured, measured_context, measured_options),
+                                    stretto::io::to_svg(simulated, simulated_context, simulated_options)};
+    std::ofstream out = open(opt.timeline_file);
+    stretto::io::write_svg_stack(out, pictures);
+    if (!out.flush()) throw usage_error{"cannot write " + opt.timeline_file};
+  }
+  std::printf("step %lld of epoch 1 written:%s%s%s%s\n", static_cast<long long>(step),
+              opt.trace_file.empty() ? "" : " trace ", opt.trace_file.c_str(), opt.timeline_file.empty() ? "" : " timeline ",
+              opt.timeline_file.c_str());
+}
+
 stretto::schedule replan(stretto::sim::op_time_profile& profile, const stretto::pipeline_shape& shape,
                          double memory_limit, int rank) {
   for (std::span<double> values : {profile.sums(), profile.counts()}) {
@@ -174,6 +252,7 @@ int train(const options& opt, int rank, int size) {
   if (automatic && memory_limit < 1.0)
     throw usage_error{"--memory-limit must be at least 1 (one microbatch's activations, M_B)"};
   if (automatic && opt.profile_steps < 1) throw usage_error{"--profile-steps must be at least 1"};
+  if (opt.trace_step < 0) throw usage_error{"--trace-step must be at least 0 (a step of epoch 1)"};
   stretto::schedule plan = stretto::policies::make_schedule(automatic ? "zb-h1" : opt.schedule, shape);  // throws on a bad shape
   const std::int32_t stages = plan.num_stages();
   const std::vector<std::int32_t> local_stages = plan.stages_on_rank(rank);
@@ -235,6 +314,10 @@ int train(const options& opt, int rank, int size) {
   matrix_type batch_inputs("batch_inputs", first_rank ? opt.batch_size : 0, 784);
   model_type::label_view batch_labels("batch_labels", last_rank ? opt.batch_size : 0);
   std::vector<std::int64_t> order(static_cast<std::size_t>(60000));
+  const bool tracing = !opt.trace_file.empty() || !opt.timeline_file.empty();
+  const std::int64_t traced_step = std::min<std::int64_t>(opt.trace_step, steps - 1);
+  std::vector<stretto::sim::op_timing> traced_ops;  // this rank's ops of that step
+  stretto::schedule traced_plan;                     // the schedule it ran (auto re-plans)
 
   for (std::int32_t epoch = 1; epoch <= opt.epochs; ++epoch) {
     std::iota(order.begin(), order.end(), 0);
@@ -254,6 +337,10 @@ int train(const options& opt, int rank, int size) {
       stretto::mpi::allreduce_replica_gradients(replica_comm, plan, model);
       model.apply_gradients(opt.lr, opt.momentum);
       loss_sum += record.loss;
+      if (epoch == 1 && step == traced_step && tracing) {
+        traced_ops.assign(record.ops.begin(), record.ops.end());
+        traced_plan = plan;
+      }
       for (const auto& t : record.ops) sums.add(t);  // compute intervals: waits excluded
       windows.insert(windows.end(), {record.end(), record.busy()});
       if (profile) {
@@ -275,6 +362,7 @@ int train(const options& opt, int rank, int size) {
       }
     }
     const double epoch_seconds = std::chrono::duration<double>(clock_type::now() - epoch_start).count();
+    if (epoch == 1 && tracing) write_step_pictures(traced_ops, traced_plan, traced_step, rank, size, opt);
 
     // Evaluation: forwards only, the test set in batches of 1000.
     model.set_training(false);
@@ -355,6 +443,13 @@ int main(int argc, char** argv) {
                  "with --schedule auto: activation memory per rank in M_B (default 2p, as ZB-2p)");
   app.add_option("--profile-steps", opt.profile_steps, "with --schedule auto: steps measured before re-planning")
       ->capture_default_str();
+  app.add_option("--trace", opt.trace_file,
+                 "write step --trace-step of epoch 1 as a Chrome trace (Perfetto) JSON file: the measured ops of every "
+                 "rank, and below them the simulation of the same schedule with that step's op times");
+  app.add_option("--timeline", opt.timeline_file,
+                 "write the same step as an SVG picture, measured above simulated");
+  app.add_option("--trace-step", opt.trace_step, "the step of epoch 1 that --trace and --timeline write (>= 0; "
+                 "clamped to the last step)")->capture_default_str();
   app.add_option("--microbatches", opt.microbatches, "microbatches per step (m)")->capture_default_str();
   app.add_option("--chunks", opt.chunks,
                  "chunks (virtual stages) per rank; 0: the schedule's default (2 for looped and V-shaped ones)")

@@ -14,6 +14,8 @@ one (an executor's timeline gathered on one rank) alike.
 #include <cstddef>
 #include <cstdint>
 #include <ostream>
+#include <span>
+#include <utility>
 #include <sstream>
 #include <string>
 #include <string_view>
@@ -100,7 +102,12 @@ inline std::string trace_time(double value) {
 
 Ops whose producer is absent from `events` (a partial timeline) get no flow.
 */
-inline void write_chrome_trace(std::ostream& out, const sim::timeline& events, const trace_context& context) {
+namespace detail {
+/// Writes `events`' trace events (no header) through `next`, its ranks as processes
+/// `pid_offset + r` named `label + "rank r"`, its flows numbered on from `flow_id`.
+template <class Next>
+void write_trace_events(Next&& next, const sim::timeline& events, const trace_context& context, std::int32_t pid_offset,
+                        const std::string& label, std::int64_t& flow_id) {
   const pipeline_shape& shape = context.shape;
   const double scale = context.microseconds_per_unit;
   const auto m = static_cast<std::size_t>(shape.num_microbatches > 0 ? shape.num_microbatches : 0);
@@ -125,21 +132,12 @@ inline void write_chrome_trace(std::ostream& out, const sim::timeline& events, c
       if (produces_input_gradient(t.what.kind)) by_gradient[index(t.what.stage, t.what.microbatch)] = {r, t.end, t.start};
     }
 
-  out << "{\"displayTimeUnit\": \"ms\",\n\"otherData\": {\"generator\": \"stretto\", \"schedule\": " << json_quote(context.name)
-      << ", \"ranks\": " << shape.num_ranks << ", \"microbatches\": " << shape.num_microbatches << ", \"chunks\": " << shape.num_chunks
-      << ", \"placement\": \"" << to_string(context.placement) << "\"},\n\"traceEvents\": [";
-  bool first = true;
-  const auto next = [&]() -> std::ostream& {
-    out << (first ? "\n" : ",\n");
-    first = false;
-    return out;
-  };
   for (std::int32_t r = 0; r < events.num_ranks(); ++r) {
-    next() << "{\"name\": \"process_name\", \"ph\": \"M\", \"pid\": " << r << ", \"tid\": 0, \"args\": {\"name\": \"rank " << r << "\"}}";
-    next() << "{\"name\": \"process_sort_index\", \"ph\": \"M\", \"pid\": " << r << ", \"tid\": 0, \"args\": {\"sort_index\": " << r << "}}";
-    next() << "{\"name\": \"thread_name\", \"ph\": \"M\", \"pid\": " << r << ", \"tid\": 0, \"args\": {\"name\": \"compute\"}}";
+    const std::int32_t pid = pid_offset + r;
+    next() << "{\"name\": \"process_name\", \"ph\": \"M\", \"pid\": " << pid << ", \"tid\": 0, \"args\": {\"name\": " << json_quote(label + "rank " + std::to_string(r)) << "}}";
+    next() << "{\"name\": \"process_sort_index\", \"ph\": \"M\", \"pid\": " << pid << ", \"tid\": 0, \"args\": {\"sort_index\": " << pid << "}}";
+    next() << "{\"name\": \"thread_name\", \"ph\": \"M\", \"pid\": " << pid << ", \"tid\": 0, \"args\": {\"name\": \"compute\"}}";
   }
-  std::int64_t flow_id = 0;
   for (std::int32_t r = 0; r < events.num_ranks(); ++r) {
     const auto list = events.ops(r);
     for (std::size_t i = 0; i < list.size(); ++i) {
@@ -147,7 +145,7 @@ inline void write_chrome_trace(std::ostream& out, const sim::timeline& events, c
       const op& o = t.what;
       const bool overlapped = o.overlapped || (i > 0 && list[i - 1].what.overlapped);
       next() << "{\"name\": \"" << short_name(o.kind) << o.microbatch << "\", \"cat\": \"" << short_name(o.kind)
-             << "\", \"ph\": \"X\", \"pid\": " << r << ", \"tid\": 0, \"ts\": " << detail::trace_time(t.start * scale)
+             << "\", \"ph\": \"X\", \"pid\": " << pid_offset + r << ", \"tid\": 0, \"ts\": " << detail::trace_time(t.start * scale)
              << ", \"dur\": " << detail::trace_time((t.end - t.start) * scale) << ", \"args\": {\"stage\": " << o.stage
              << ", \"microbatch\": " << o.microbatch << ", \"kind\": \"" << kind_name(o.kind)
              << "\", \"chunk\": " << detail::chunk_of(context.placement, shape, o.stage)
@@ -160,14 +158,49 @@ inline void write_chrome_trace(std::ostream& out, const sim::timeline& events, c
         // The flow start sits just inside the producer's slice, so that viewers bind it there.
         const double start_at = from.end * scale - std::min(0.5 * (from.end - from.start) * scale, 0.001);
         ++flow_id;
-        next() << "{\"name\": \"" << name << "\", \"cat\": \"message\", \"ph\": \"s\", \"id\": " << flow_id << ", \"pid\": " << from.rank
+        next() << "{\"name\": \"" << name << "\", \"cat\": \"message\", \"ph\": \"s\", \"id\": " << flow_id << ", \"pid\": " << pid_offset + from.rank
                << ", \"tid\": 0, \"ts\": " << detail::trace_time(start_at) << "}";
         next() << "{\"name\": \"" << name << "\", \"cat\": \"message\", \"ph\": \"f\", \"bp\": \"e\", \"id\": " << flow_id
-               << ", \"pid\": " << r << ", \"tid\": 0, \"ts\": " << detail::trace_time(t.start * scale) << "}";
+               << ", \"pid\": " << pid_offset + r << ", \"tid\": 0, \"ts\": " << detail::trace_time(t.start * scale) << "}";
       }
     }
   }
+}
+}  // namespace detail
+
+/**
+@brief Writes several timelines into one trace, one after the other (e.g. a measured step and its
+simulation): the ranks of timeline k are the processes after those of timeline k − 1, named with
+that timeline's `trace_context::name` ("measured: rank 0", ...). The header describes the first.
+*/
+inline void write_chrome_traces(std::ostream& out, std::span<const std::pair<const sim::timeline*, trace_context>> parts) {
+  if (parts.empty()) {
+    out << "{\"traceEvents\": []}\n";
+    return;
+  }
+  const trace_context& context = parts.front().second;
+  const pipeline_shape& shape = context.shape;
+  out << "{\"displayTimeUnit\": \"ms\",\n\"otherData\": {\"generator\": \"stretto\", \"schedule\": " << json_quote(context.name)
+      << ", \"ranks\": " << shape.num_ranks << ", \"microbatches\": " << shape.num_microbatches << ", \"chunks\": " << shape.num_chunks
+      << ", \"placement\": \"" << to_string(context.placement) << "\"},\n\"traceEvents\": [";
+  bool first = true;
+  const auto next = [&]() -> std::ostream& {
+    out << (first ? "\n" : ",\n");
+    first = false;
+    return out;
+  };
+  std::int64_t flow_id = 0;
+  std::int32_t pid_offset = 0;
+  for (const auto& [events, part] : parts) {
+    detail::write_trace_events(next, *events, part, pid_offset, parts.size() > 1 && !part.name.empty() ? part.name + ": " : std::string(), flow_id);
+    pid_offset += events->num_ranks();
+  }
   out << "\n]}\n";
+}
+
+inline void write_chrome_trace(std::ostream& out, const sim::timeline& events, const trace_context& context) {
+  const std::pair<const sim::timeline*, trace_context> part{&events, context};
+  write_chrome_traces(out, std::span(&part, 1));
 }
 
 /** @brief `write_chrome_trace` into a string. */

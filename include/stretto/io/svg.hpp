@@ -17,6 +17,8 @@ split horizontally: F on top, the backward below. Every op is exactly one `<rect
 #include <cstddef>
 #include <cstdint>
 #include <ostream>
+#include <span>
+#include <cstdlib>
 #include <sstream>
 #include <string>
 #include <string_view>
@@ -229,6 +231,38 @@ inline std::string to_svg(const sim::timeline& events, const trace_context& cont
   std::ostringstream out;
   write_svg(out, events, context, options);
   return out.str();
+}
+
+/**
+@brief Writes the SVG documents `pictures` (each as `to_svg` makes them) one above the other in
+one SVG document, e.g. a measured step above its simulation. Each keeps its own size; the
+result is as wide as the widest and as tall as all of them together.
+*/
+inline void write_svg_stack(std::ostream& out, std::span<const std::string> pictures) {
+  // The root element's width and height attributes of one picture (0 when absent).
+  const auto attribute = [](const std::string& svg, std::string_view name) {
+    const std::size_t root = svg.find("<svg");
+    const std::size_t at = svg.find(std::string(" ") + std::string(name) + "=\"", root);
+    if (root == std::string::npos || at == std::string::npos) return 0.0;
+    return std::strtod(svg.c_str() + at + name.size() + 3, nullptr);
+  };
+  double width = 0.0, height = 0.0;
+  for (const std::string& svg : pictures) {
+    width = std::max(width, attribute(svg, "width"));
+    height += attribute(svg, "height");
+  }
+  out << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << detail::svg_number(width) << "\" height=\""
+      << detail::svg_number(height) << "\">\n";
+  double y = 0.0;
+  for (const std::string& svg : pictures) {
+    const std::size_t root = svg.find("<svg");
+    if (root == std::string::npos) continue;
+    // The picture as a nested <svg> placed at y (a nested root takes x and y).
+    out << "<svg y=\"" << detail::svg_number(y) << "\"" << svg.substr(root + 4);
+    if (!svg.empty() && svg.back() != '\n') out << '\n';
+    y += attribute(svg, "height");
+  }
+  out << "</svg>\n";
 }
 
 }  // namespace stretto::io
