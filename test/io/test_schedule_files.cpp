@@ -81,9 +81,36 @@ TEST_CASE("CSV of older PyTorch versions: B is the input backward, BW the fused 
   CHECK(io::read_csv(io::to_csv(one_f_one_b)) == one_f_one_b);
 }
 
+TEST_CASE("CSV with communication: sends and receives are checked against the compute order") {
+  // 1F1B at p = 2, m = 1 with every message: F(0) -> stage 1, B(1) -> stage 0.
+  const schedule s = stretto::policies::make_schedule("1f1b", {2, 1, 1});
+  CHECK(io::read_csv("0F0,0SEND_F0,0RECV_B0,0B0\n1RECV_F0,1F0,1B0,1SEND_B0\n") == s);
+  auto error_of = [](std::string_view text) {
+    try {
+      (void)io::read_csv(text, "c.csv");
+    } catch (const io::format_error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  // A send before the op that produces its data.
+  CHECK(error_of("0SEND_F0,0F0,0RECV_B0,0B0\n1RECV_F0,1F0,1B0,1SEND_B0\n") ==
+        "c.csv:1:1: rank 0, 0SEND_F0: a send must follow the op that produces its data (F of stage 0)");
+  // A receive after the op that needs it.
+  CHECK(error_of("0F0,0SEND_F0,0B0,0RECV_B0\n1RECV_F0,1F0,1B0,1SEND_B0\n") ==
+        "c.csv:1:18: rank 0, 0RECV_B0: a receive must come before the op that consumes its data (the backward of stage 0)");
+  // On the wrong row, twice, a message that does not exist, one missing.
+  CHECK(error_of("0F0,0SEND_F0,1RECV_F0,0RECV_B0,0B0\n1F0,1B0,1SEND_B0\n").find("stage 1 runs on rank 1") != std::string::npos);
+  CHECK(error_of("0F0,0SEND_F0,0SEND_F0,0RECV_B0,0B0\n1RECV_F0,1F0,1B0,1SEND_B0\n").find("appears twice") != std::string::npos);
+  CHECK(error_of("0F0,0SEND_F0,0SEND_B0,0RECV_B0,0B0\n1RECV_F0,1F0,1B0,1SEND_B0\n").find("stage -1 does not exist") != std::string::npos);
+  CHECK(error_of("0F0,0SEND_F0,0RECV_B0,0B0\n1RECV_F0,1F0,1B0\n") ==
+        "c.csv: rank 1 lacks 1SEND_B0: the file has communication actions, so every message between ranks needs its send and its receive");
+}
+
 TEST_CASE("CSV reading: quotes, CRLF, communication actions and idle cells are accepted") {
   const schedule s = stretto::policies::make_schedule("1f1b", {2, 2, 1});
-  CHECK(io::read_csv("\"0F0\",0F1,0SEND_F0,0RECV_B0,0B0,,0B1\r\n1RECV_F0,1F0,1B0,1SEND_B0, 1F1 ,1B1,1REDUCE_GRAD\r\n") == s);
+  CHECK(io::read_csv("\"0F0\",0F1,0SEND_F0,0SEND_F1,0RECV_B0,0B0,,0RECV_B1,0B1\r\n"
+                     "1RECV_F0,1F0,1B0,1SEND_B0,1RECV_F1, 1F1 ,1B1,1SEND_B1,1REDUCE_GRAD\r\n") == s);
 }
 
 TEST_CASE("overlapped F&B pairs are one cell, (F;B)OVERLAP_F_B") {
