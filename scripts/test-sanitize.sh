@@ -10,10 +10,18 @@ cd "$(dirname "$0")/.."
 cmake -S . -B build-sanitize -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g" \
   -DSTRETTO_SANITIZE=address,undefined -DSTRETTO_BUILD_EXAMPLES=OFF -DSTRETTO_BUILD_BENCHMARKS=OFF \
   -DSTRETTO_ENABLE_CBC=OFF -DSTRETTO_INSTALL=OFF -DSTRETTO_WERROR=OFF "$@"
-# Only the test executables: the unit suites and the MPI suites.
-targets=$(cmake --build build-sanitize --target help | sed -n 's/^\(stretto\.test\.[^:]*\):.*/\1/p')
+# Only the test executables: the unit suites, the MPI suites and the fuzz corpus replays.
+targets=$(cmake --build build-sanitize --target help | sed -n 's/^\(stretto\.\(test\|fuzz_replay\)\.[^:]*\):.*/\1/p')
 cmake --build build-sanitize --parallel "$(nproc)" --target $targets
-export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1:detect_stack_use_after_return=1
+asan=abort_on_error=1:strict_string_checks=1:detect_stack_use_after_return=1
 export LSAN_OPTIONS=suppressions=$PWD/test/sanitize/lsan.supp:print_suppressions=0
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
-ctest --test-dir build-sanitize -L "unit|mpi" -LE gpu --output-on-failure --parallel "$(nproc)" --timeout 900
+# Unit tests: every check, leaks included.
+ASAN_OPTIONS=detect_leaks=1:$asan ctest --test-dir build-sanitize -L unit -LE gpu --output-on-failure --parallel "$(nproc)" --timeout 900
+# MPI tests: every check but leaks. Open MPI's plugins allocate at start-up and are unloaded
+# (dlclose) before the leak check runs, so their allocations show as "<unknown module>" frames
+# that no suppression can name; a leak of Stretto's own would be caught by the unit tests.
+# mpi.runtime is left out: it bounds the executor's own time per op to 1 % of the stage
+# functions', which the sanitizers' instrumentation does not keep (it passes in the regular build).
+ASAN_OPTIONS=detect_leaks=0:$asan ctest --test-dir build-sanitize -L mpi -LE gpu -E "^mpi\.runtime\." --output-on-failure \
+  --parallel "$(nproc)" --timeout 900
