@@ -1,4 +1,5 @@
-// Allocations per step: after the first step of a shape, the executor allocates nothing.
+// Allocations per step: after the warm-up steps of a shape (the first, and one more that absorbs
+// growth that depends only on message timing), the executor allocates nothing.
 //
 // Every heap allocation of the process is counted by a replaced global operator new (this file
 // is its own test executable, so the replacement covers the executor, Kokkos' allocation records
@@ -120,12 +121,16 @@ struct counts {
 // Runs `steps` steps; returns the allocations of steps 2..steps on this rank.
 template <class Model>
 counts count_steady_steps(stretto::kokkos::executor<Model, stretto::mpi::communicator>& exec, int steps) {
-  exec.run_step();  // the first step grows the pool and the model's state
+  // The first step grows the pool and the model's state; a second absorbs what depends on message
+  // timing alone (a vector first reaching its steady size when ranks are descheduled under load).
+  exec.run_step();
+  MPI_Barrier(MPI_COMM_WORLD);
+  exec.run_step();
   MPI_Barrier(MPI_COMM_WORLD);
   heap_allocations = 0;
   view_allocations = 0;
   counting = true;
-  for (int step = 1; step < steps; ++step) exec.run_step();
+  for (int step = 2; step < steps; ++step) exec.run_step();
   counting = false;
   MPI_Barrier(MPI_COMM_WORLD);
   return {heap_allocations.load(), view_allocations.load()};
@@ -163,7 +168,7 @@ TEST_CASE("mpi.allocations.none_after_the_first_step" * doctest::timeout(120)) {
     model.kept.resize(2 * static_cast<std::size_t>(plan.num_stages() * shape.num_microbatches));
     stretto::mpi::communicator comm(MPI_COMM_WORLD, shape);
     stretto::kokkos::executor exec(plan, model, comm);
-    const counts c = count_steady_steps(exec, 4);
+    const counts c = count_steady_steps(exec, 5);
     CHECK(c.heap == 0);
     CHECK(c.views == 0);
     // The pool is sized from the schedule: one width, so one growth of 3 per microbatch state
@@ -195,7 +200,7 @@ TEST_CASE("mpi.allocations.the_demo_model_allocates_no_views_after_the_first_ste
     model.set_batch(data.inputs, data.labels, 8 * p, shape.num_microbatches, 8 * p);
     stretto::mpi::communicator comm(MPI_COMM_WORLD, shape);
     stretto::kokkos::executor exec(plan, model, comm);
-    const counts c = count_steady_steps(exec, 4);
+    const counts c = count_steady_steps(exec, 5);
     CHECK(c.views == 0);
     CHECK(model.held_microbatches() == 0);
     MESSAGE("mlp_model, ", name, ", p = ", p, ", rank ", rank, ": ", c.heap, " heap allocations in 3 steps");
