@@ -127,12 +127,19 @@ struct op_time_sums {
     const auto k = static_cast<std::size_t>(stage) * 4 + static_cast<std::size_t>(kind);
     return count[k] > 0 ? seconds[k] / count[k] : 0.0;
   }
+  // The mean op times per stage as a cost model (a fused BW becomes B with W = 0).
+  stretto::sim::table_costs costs() const {
+    stretto::sim::table_costs out;
+    for (std::int32_t s = 0; s < static_cast<std::int32_t>(seconds.size() / 4); ++s) {
+      const double bw = mean(s, stretto::op_kind::backward);
+      out.forward.push_back(mean(s, stretto::op_kind::forward));
+      out.backward_input.push_back(bw > 0 ? bw : mean(s, stretto::op_kind::backward_input));
+      out.backward_weight.push_back(bw > 0 ? 0.0 : mean(s, stretto::op_kind::backward_weight));
+    }
+    return out;
+  }
 };
 
-// Profile-guided re-planning (--schedule auto), as the Zero Bubble runtime does: the op times this
-// rank measured, summed over ranks on rank 0 and broadcast so that every rank plans from the same
-// numbers, become per-stage costs; the automatic scheduler plans from them (deterministically, so
-// every rank gets the same schedule).
 // Gathers every rank's measured op intervals of one step on rank 0 and writes them, with the
 // simulation of the same schedule under that step's own mean op times beside them, as a Chrome
 // trace (--trace) and an SVG picture (--timeline). Collective over MPI_COMM_WORLD.
@@ -164,14 +171,7 @@ void write_step_pictures(const std::vector<stretto::sim::op_timing>& mine, const
       sums.add(t);
     }
   const stretto::sim::timeline measured{std::span<const std::vector<stretto::sim::op_timing>>(lists)};
-  stretto::sim::table_costs costs;  // this step's mean op time per stage and kind
-  for (std::int32_t s = 0; s < plan.num_stages(); ++s) {
-    const double bw = sums.mean(s, stretto::op_kind::backward);
-    costs.forward.push_back(sums.mean(s, stretto::op_kind::forward));
-    costs.backward_input.push_back(bw > 0 ? bw : sums.mean(s, stretto::op_kind::backward_input));
-    costs.backward_weight.push_back(bw > 0 ? 0.0 : sums.mean(s, stretto::op_kind::backward_weight));
-  }
-  const stretto::sim::timeline simulated = stretto::sim::simulate(plan, costs).events;
+  const stretto::sim::timeline simulated = stretto::sim::simulate(plan, sums.costs()).events;  // this step's mean op times
   const std::string what = opt.schedule + ", step " + std::to_string(step) + " of epoch 1";
   stretto::io::trace_context measured_context = stretto::io::context_of(plan, "measured " + what);
   measured_context.microseconds_per_unit = 1e3;  // the timelines are in ms
@@ -205,6 +205,10 @@ void write_step_pictures(const std::vector<stretto::sim::op_timing>& mine, const
               opt.timeline_file.c_str());
 }
 
+// Profile-guided re-planning (--schedule auto), as the Zero Bubble runtime does: the op times this
+// rank measured, summed over ranks on rank 0 and broadcast so that every rank plans from the same
+// numbers, become per-stage costs; the automatic scheduler plans from them (deterministically, so
+// every rank gets the same schedule).
 stretto::schedule replan(stretto::sim::op_time_profile& profile, const stretto::pipeline_shape& shape,
                          double memory_limit, int rank) {
   for (std::span<double> values : {profile.sums(), profile.counts()}) {
@@ -407,14 +411,7 @@ int train(const options& opt, int rank, int size) {
     }
     const double measured_bubble = 1.0 - busy_total / (span_total * size);
     // Simulated bubble rate of the same schedule with the measured mean op times per stage.
-    stretto::sim::table_costs costs;
-    for (std::int32_t s = 0; s < stages; ++s) {
-      const double bw = sums.mean(s, stretto::op_kind::backward);
-      costs.forward.push_back(sums.mean(s, stretto::op_kind::forward));
-      costs.backward_input.push_back(bw > 0 ? bw : sums.mean(s, stretto::op_kind::backward_input));
-      costs.backward_weight.push_back(bw > 0 ? 0.0 : sums.mean(s, stretto::op_kind::backward_weight));
-    }
-    const double simulated_bubble = stretto::sim::simulate(plan, costs).metrics.bubble_rate;
+    const double simulated_bubble = stretto::sim::simulate(plan, sums.costs()).metrics.bubble_rate;
     std::printf("epoch %d/%d  loss %.4f  test accuracy %.4f  %.0f samples/s  bubble rate measured %.3f simulated %.3f\n",
                 epoch, opt.epochs, totals[0] / static_cast<double>(steps), totals[1] / static_cast<double>(test_size),
                 static_cast<double>(steps * opt.batch_size) / epoch_seconds, measured_bubble, simulated_bubble);
