@@ -302,6 +302,16 @@ class mlp_model {
     }
   }
 
+  /** @brief SGD with momentum on stage `s`'s layers (if local), then zeroes their gradients. */
+  void apply_gradients(std::int32_t s, Scalar learning_rate, Scalar momentum) {
+    for (std::int32_t l = first_layer(s); l < first_layer(s + 1); ++l) {
+      auto& ly = layer(l);
+      if (!ly.weight.data()) continue;
+      update(ly.weight, ly.weight_grad, ly.weight_velocity, learning_rate, momentum);
+      update(ly.bias, ly.bias_grad, ly.bias_velocity, learning_rate, momentum);
+    }
+  }
+
   /**
   @brief The weight and bias gradients of stage `s`'s layers, copied to the host and concatenated
   (for the all-reduce between the two replicas of a bidirectional schedule).
@@ -330,6 +340,32 @@ class mlp_model {
       Kokkos::deep_copy(ly.weight_grad, w);
       Kokkos::deep_copy(ly.bias_grad, b);
     }
+  }
+
+  /**
+  @brief Stage `s`'s weight and bias gradients, layer by layer (`W_l` row-major, then `b_l`), as
+  one contiguous span: the buffer the layers accumulate into, so writing it changes them (the
+  data-parallel all-reduce sums it in place). Empty if `s` is not local.
+  @pre the model's memory space is host-accessible (the span is host memory).
+  */
+  std::span<Scalar> gradients(std::int32_t s) {
+    const auto& g = gradients_[static_cast<std::size_t>(s)];
+    return {g.data(), g.size()};
+  }
+
+  // ---- the step API (stretto::training::pipeline) ------------------------------------------
+  /** @brief The number of samples in `b`. */
+  static std::int64_t batch_rows(const batch_data& b) { return static_cast<std::int64_t>(b.labels.extent(0)); }
+  /**
+  @brief Microbatch j is rows [offsets[j], offsets[j+1]) of `b`; the loss is the sum over the
+  samples (the pipeline scales the gradients by the global batch).
+  */
+  void set_microbatches(const batch_data& b, std::span<const std::int64_t> offsets) {
+    inputs_ = b.inputs;
+    labels_ = b.labels;
+    offsets_.assign(offsets.begin(), offsets.end());
+    loss_denominator_ = Scalar(1);
+    correct_.assign(offsets.size() - 1, 0);
   }
 
   /** @brief Layer `l`'s weights and bias copied to the host, flattened (empty if not local). */
@@ -408,8 +444,25 @@ class mlp_model {
 
   void init(const std::vector<std::int32_t>& local_stages, std::uint64_t seed) {
     layers_.resize(widths_.size() - 1);
-    for (std::int32_t s : local_stages)
-      for (std::int32_t l = first_layer(s); l < first_layer(s + 1); ++l) init_layer(l, seed);
+    gradients_.resize(static_cast<std::size_t>(num_stages_));
+    for (std::int32_t s : local_stages) {
+      // One buffer per stage holds its layers' weight and bias gradients back to back (see
+      // `gradients`); the layers' gradient views are unmanaged views into it.
+      std::int64_t size = 0;
+      for (std::int32_t l = first_layer(s); l < first_layer(s + 1); ++l)
+        size += (widths_[static_cast<std::size_t>(l)] + 1) * widths_[static_cast<std::size_t>(l) + 1];
+      auto& store = gradients_[static_cast<std::size_t>(s)];
+      store = vector_type("mlp::gradients", static_cast<std::size_t>(size));
+      std::int64_t at = 0;
+      for (std::int32_t l = first_layer(s); l < first_layer(s + 1); ++l) {
+        init_layer(l, seed);
+        const auto in = widths_[static_cast<std::size_t>(l)];
+        const auto out = widths_[static_cast<std::size_t>(l) + 1];
+        layer(l).weight_grad = matrix_type(store.data() + at, static_cast<std::size_t>(out), static_cast<std::size_t>(in));
+        layer(l).bias_grad = vector_type(store.data() + at + in * out, static_cast<std::size_t>(out));
+        at += (in + 1) * out;
+      }
+    }
     saved_.resize(static_cast<std::size_t>(num_stages_));
   }
 
@@ -465,6 +518,7 @@ class mlp_model {
   std::int32_t num_stages_;
   std::vector<std::int32_t> boundaries_;  // stage s holds layers [boundaries_[s], boundaries_[s+1])
   std::vector<dense_layer> layers_;                            // all layers; only local ones allocated
+  std::vector<vector_type> gradients_;  // [stage]: its layers' gradients, contiguous (local stages only)
   std::vector<std::vector<microbatch_state>> saved_;  // [stage][mb], reused from step to step
   matrix_type inputs_;
   label_view labels_;

@@ -54,6 +54,18 @@ foreach(_backend IN LISTS _backends)
   endforeach()
 endforeach()
 
+# stretto::training sits above the mpi and kokkos backends (it may include both); no backend includes it.
+foreach(_backend IN LISTS _backends)
+  file(GLOB_RECURSE _files "${SOURCE_DIR}/backends/${_backend}/*.hpp" "${SOURCE_DIR}/backends/${_backend}/*.cpp")
+  foreach(_file IN LISTS _files)
+    file(STRINGS "${_file}" _includes REGEX "^#include <stretto/training/")
+    if(_includes)
+      file(RELATIVE_PATH _rel "${SOURCE_DIR}" "${_file}")
+      list(APPEND _violations "${_rel}: backend '${_backend}' includes stretto/training, which is above every backend")
+    endif()
+  endforeach()
+endforeach()
+
 list(LENGTH _violations _count)
 if(_count GREATER 0)
   list(JOIN _violations "\n  " _text)

@@ -1,0 +1,227 @@
+// Data × pipeline parallelism: the process grid's rank order and errors, and the step API's
+// result against the sequential oracle. With W = the number of MPI ranks, every pp in {1, 2, 4}
+// dividing W with dp = W / pp in {1, 2, 4} runs 1F1B, ZB-H1, ZB-V and Chimera (p even) through
+// `stretto::training::pipeline`: two steps on a global batch of 42 samples (uneven slices and
+// microbatches) leave every weight equal, to 1e-12 relative, to two sequential steps on the
+// whole batch (mean loss, double precision), and the reported loss equals the sequential loss.
+// Each stage's gradient all-reduce starts exactly once per step, right after that stage's last
+// W or BW on the rank (before the rank's next op begins).
+#include <doctest/doctest.h>
+
+#include <mpi.h>
+
+#include <Kokkos_Core.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <set>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <stretto/mpi/process_grid.hpp>
+#include <stretto/stretto.hpp>
+#include <stretto/training/pipeline.hpp>
+
+#include "fashion_mnist/mlp_model.hpp"
+
+namespace {
+
+using model_type = stretto::examples::mlp_model<double>;
+
+const std::vector<std::int64_t> widths{12, 10, 9, 8, 8, 7, 6, 6, 5};  // 8 layers: ZB-V on 4 ranks has 8 stages
+constexpr std::int64_t batch = 42;
+constexpr std::uint64_t seed = 7;
+constexpr double lr = 0.1, momentum = 0.9;
+
+int world_size() {
+  int n = 0;
+  MPI_Comm_size(MPI_COMM_WORLD, &n);
+  return n;
+}
+int world_rank() {
+  int r = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &r);
+  return r;
+}
+
+double relative_difference(const std::vector<double>& got, const std::vector<double>& want) {
+  REQUIRE(got.size() == want.size());
+  double diff = 0.0, scale = 0.0;
+  for (std::size_t i = 0; i < want.size(); ++i) {
+    diff = std::max(diff, std::abs(got[i] - want[i]));
+    scale = std::max(scale, std::abs(want[i]));
+  }
+  return diff / scale;
+}
+
+stretto::training::pipeline_options test_options() {
+  stretto::training::pipeline_options o;
+  o.grid.timeout = std::chrono::duration<double>(60.0);
+  o.grid.on_timeout = stretto::mpi::timeout_action::throw_error;
+  o.communicator.timeout = std::chrono::duration<double>(60.0);
+  o.communicator.on_timeout = stretto::mpi::timeout_action::throw_error;
+  o.reduction.timeout = std::chrono::duration<double>(60.0);
+  o.reduction.on_timeout = stretto::mpi::timeout_action::throw_error;
+  return o;
+}
+
+}  // namespace
+
+TEST_CASE("mpi.data_parallel.grid_rank_order") {
+  const int w = world_size(), me = world_rank();
+  for (const std::int32_t pp : {1, 2, 4, 8}) {
+    if (w % pp != 0) continue;
+    const std::int32_t dp = w / pp;
+    for (const auto order : {stretto::mpi::rank_order::pipeline_major, stretto::mpi::rank_order::data_parallel_major}) {
+      CAPTURE(pp);
+      CAPTURE(stretto::mpi::to_string(order));
+      stretto::mpi::process_grid_options options;
+      options.order = order;
+      const stretto::mpi::process_grid grid(MPI_COMM_WORLD, pp, options);
+      CHECK(grid.pipeline_size() == pp);
+      CHECK(grid.data_parallel_size() == dp);
+      // The documented formulas.
+      if (order == stretto::mpi::rank_order::pipeline_major) {
+        CHECK(grid.pipeline_rank() == me % pp);
+        CHECK(grid.data_parallel_rank() == me / pp);
+      } else {
+        CHECK(grid.pipeline_rank() == me / dp);
+        CHECK(grid.data_parallel_rank() == me % dp);
+      }
+      CHECK(grid.world_rank_of(grid.data_parallel_rank(), grid.pipeline_rank()) == me);
+      // The groups: sizes and ranks within them, and who is in them.
+      int size = 0, rank = 0;
+      MPI_Comm_size(grid.pipeline(), &size);
+      MPI_Comm_rank(grid.pipeline(), &rank);
+      CHECK(size == pp);
+      CHECK(rank == grid.pipeline_rank());
+      MPI_Comm_size(grid.data_parallel(), &size);
+      MPI_Comm_rank(grid.data_parallel(), &rank);
+      CHECK(size == dp);
+      CHECK(rank == grid.data_parallel_rank());
+      std::vector<int> members(static_cast<std::size_t>(pp));
+      MPI_Allgather(&me, 1, MPI_INT, members.data(), 1, MPI_INT, grid.pipeline());
+      for (std::int32_t r = 0; r < pp; ++r)
+        CHECK(members[static_cast<std::size_t>(r)] == grid.world_rank_of(grid.data_parallel_rank(), r));
+    }
+  }
+  // Pipeline-major keeps pipeline neighbours adjacent: with 2 pipelines of w/2 ranks, ranks 0 and 1 share one.
+  if (w >= 4) {
+    const stretto::mpi::process_grid grid(MPI_COMM_WORLD, w / 2);
+    CHECK(grid.world_rank_of(0, 1) == 1);
+    CHECK(grid.world_rank_of(1, 0) == w / 2);
+  }
+}
+
+TEST_CASE("mpi.data_parallel.grid_errors") {
+  const int w = world_size();
+  if (w >= 2) {
+    // w + 1 never divides w (w >= 2): the message names the rule and the valid pipeline sizes.
+    try {
+      const stretto::mpi::process_grid grid(MPI_COMM_WORLD, w + 1);
+      FAIL("no error for a pipeline of w + 1 ranks");
+    } catch (const stretto::argument_error& e) {
+      const std::string text = e.what();
+      CHECK(text.find("not a multiple of the " + std::to_string(w + 1) + " pipeline ranks") != std::string::npos);
+      CHECK(text.find("ranks = data-parallel groups × pipeline ranks") != std::string::npos);
+      CHECK(text.find("use a pipeline of 1, ") != std::string::npos);
+    }
+  }
+  stretto::mpi::process_grid_options options;
+  options.data_parallel = w + 1;
+  try {
+    const stretto::mpi::process_grid grid(MPI_COMM_WORLD, 1, options);
+    FAIL("no error for a data-parallel size that does not fit");
+  } catch (const stretto::argument_error& e) {
+    CHECK(std::string(e.what()).find("or use --data-parallel " + std::to_string(w)) != std::string::npos);
+  }
+  CHECK_THROWS_AS(stretto::mpi::process_grid(MPI_COMM_WORLD, 0), stretto::argument_error);
+}
+
+TEST_CASE("mpi.data_parallel.gradients_equal_the_sequential_run" * doctest::timeout(280)) {
+  const int w = world_size();
+  const int me = world_rank();
+  // The sequential reference on the whole batch; step k draws batch seed 500 + k.
+  model_type reference(widths, 1, {0}, seed);
+  const std::vector<model_type::batch_data> data{reference.random_batch(batch, 500), reference.random_batch(batch, 501)};
+  std::vector<double> reference_loss;
+  for (const auto& d : data) reference_loss.push_back(reference.sequential_step(d, lr, momentum));
+
+  int combos = 0;
+  for (const std::int32_t pp : {1, 2, 4}) {
+    if (w % pp != 0 || w / pp > 4) continue;
+    const std::int32_t dp = w / pp;
+    for (const std::string_view name : {"1f1b", "zb-h1", "zb-v", "chimera"}) {
+      const auto& policy = stretto::policies::find_policy(name);
+      std::set<std::int32_t> ms{1, pp, 2 * pp, 3};
+      for (const std::int32_t m : ms) {
+        const stretto::pipeline_shape shape{pp, m, policy.default_chunks};
+        if (!policy.check(shape).empty()) continue;
+        CAPTURE(name);
+        CAPTURE(pp);
+        CAPTURE(dp);
+        CAPTURE(m);
+        const stretto::schedule plan = stretto::policies::make_schedule(name, shape);
+        stretto::training::pipeline<model_type> pipe(
+            MPI_COMM_WORLD, plan, [&](std::vector<std::int32_t> local) { return model_type(widths, plan.num_stages(), local, seed); },
+            test_options());
+        model_type& model = pipe.model();
+        for (std::size_t step = 0; step < data.size(); ++step) {
+          std::int32_t calls = 0;
+          const auto result = pipe.step(data[step], [&](std::int32_t stage, std::span<double>) {
+            ++calls;
+            model.apply_gradients(stage, lr, momentum);
+          });
+          CHECK(calls == static_cast<std::int32_t>(plan.stages_on_rank(pipe.grid().pipeline_rank()).size()));
+          CHECK(std::abs(result.loss - reference_loss[step]) <= 1e-12 * std::abs(reference_loss[step]));
+          CHECK(result.exposed_reduction >= 0.0);
+          // Fired once per local stage, right after that stage's last W or BW of this rank's list.
+          const auto ops = plan.ops(pipe.grid().pipeline_rank());
+          const auto& trace = result.record->trace;
+          for (const std::int32_t stage : pipe.reduction().local_stages()) {
+            CAPTURE(stage);
+            std::int64_t last = -1;
+            for (std::size_t i = 0; i < ops.size(); ++i)
+              if (ops[i].stage == stage && (ops[i].kind == stretto::op_kind::backward_weight ||
+                                            ops[i].kind == stretto::op_kind::backward))
+                last = static_cast<std::int64_t>(i);
+            CHECK(pipe.reduction().starts(stage) == 1);
+            REQUIRE(pipe.reduction().started_after(stage) == last);
+            const auto at = static_cast<std::size_t>(last);
+            CHECK(pipe.reduction().start_time(stage) >= trace[at].compute_end);
+            if (at + 1 < trace.size()) CHECK(pipe.reduction().start_time(stage) <= trace[at + 1].wait_begin);
+          }
+        }
+        for (const std::int32_t s : plan.stages_on_rank(pipe.grid().pipeline_rank()))
+          for (std::int32_t l = model.first_layer(s); l < model.first_layer(s + 1); ++l) {
+            CAPTURE(l);
+            CHECK(relative_difference(model.parameters(l), reference.parameters(l)) <= 1e-12);
+          }
+        CHECK(model.held_microbatches() == 0);
+        ++combos;
+        MPI_Barrier(MPI_COMM_WORLD);
+      }
+    }
+  }
+  CHECK(combos >= 3);  // at least 1F1B, ZB-H1 and ZB-V ran for some pp
+  (void)me;
+}
+
+TEST_CASE("mpi.data_parallel.batch_too_small") {
+  const int w = world_size();
+  const stretto::schedule plan = stretto::policies::make_schedule("1f1b", {1, 4, 1});
+  stretto::training::pipeline<model_type> pipe(
+      MPI_COMM_WORLD, plan, [&](std::vector<std::int32_t> local) { return model_type(widths, 1, local, seed); },
+      test_options());
+  const auto tiny = pipe.model().random_batch(4 * w - 1, 1);  // dp = w copies × 4 microbatches need 4w samples
+  try {
+    pipe.step(tiny, [](std::int32_t) {});
+    FAIL("no error for a batch smaller than dp × m");
+  } catch (const stretto::argument_error& e) {
+    CHECK(std::string(e.what()).find("use a batch of at least " + std::to_string(4 * w)) != std::string::npos);
+  }
+}
