@@ -42,6 +42,7 @@
 #include <stretto/kokkos/executor.hpp>
 #include <stretto/mpi/communicator.hpp>
 #include <stretto/mpi/replicas.hpp>
+#include <stretto/training/pipeline.hpp>
 #include <stretto/io/chrome_trace.hpp>
 #include <stretto/io/svg.hpp>
 #include <stretto/stretto.hpp>
@@ -73,6 +74,7 @@ struct options {
   std::string trace_file;           // --trace: Chrome trace / Perfetto JSON of one measured step
   std::string timeline_file;        // --timeline: SVG of one measured step
   std::int64_t trace_step = 5;      // --trace-step: which step of epoch 1 (clamped to the last)
+  std::int32_t data_parallel = 1;   // --data-parallel: copies of the pipeline (ranks = D x pipeline ranks)
 };
 
 // An error that every rank detected identically (arguments, shapes): printed once, exit 2.
@@ -229,6 +231,19 @@ int train(const options& opt, int rank, int size) {
                                            opt.microbatches, "; use a batch size that is a multiple of ",
                                            opt.microbatches)};
   if (opt.epochs < 1) throw usage_error{"--epochs must be at least 1"};
+  // Data parallelism: D copies of a pipeline of pp ranks, each on 1/D of every global batch.
+  const std::int32_t dp = opt.data_parallel;
+  if (dp < 1 || size % dp != 0)
+    throw usage_error{stretto::detail::cat("--data-parallel ", dp, " does not divide the ", size,
+                                           " ranks (ranks = data-parallel copies x pipeline ranks); use one of ",
+                                           stretto::mpi::detail::divisors_text(size))};
+  if (opt.batch_size % (static_cast<std::int64_t>(dp) * opt.microbatches) != 0)
+    throw usage_error{stretto::detail::cat("--batch-size ", opt.batch_size, " is not divisible by --data-parallel ", dp,
+                                           " x --microbatches ", opt.microbatches, "; use a multiple of ",
+                                           static_cast<std::int64_t>(dp) * opt.microbatches)};
+  if (dp > 1 && (!opt.trace_file.empty() || !opt.timeline_file.empty()))
+    throw usage_error{"--trace and --timeline draw one pipeline; run them with --data-parallel 1"};
+  const std::int32_t pp = size / dp;
   if (opt.timeout <= 0) throw usage_error{"--timeout must be positive (seconds)"};
   const auto num_layers = static_cast<std::int32_t>(widths.size()) - 1;
   if (opt.chunks < 0) throw usage_error{"--chunks must be at least 1 (or 0 for the schedule's default)"};
@@ -237,9 +252,9 @@ int train(const options& opt, int rank, int size) {
     for (const auto& policy : stretto::policies::all_policies)
       if (policy.name == opt.schedule) chunks = policy.default_chunks;
   chunks = chunks == 0 ? 1 : chunks;
-  if (size * chunks > num_layers)
-    throw usage_error{stretto::detail::cat("the model has ", num_layers, " layers but the job has ", size,
-                                           " ranks x ", chunks, " chunks = ", size * chunks,
+  if (pp * chunks > num_layers)
+    throw usage_error{stretto::detail::cat("the model has ", num_layers, " layers but the job has ", pp,
+                                           " ranks x ", chunks, " chunks = ", pp * chunks,
                                            " stages; every stage needs at least one layer, so run at most ",
                                            num_layers / chunks, " ranks or add --hidden layers")};
   const std::string files[] = {"train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
@@ -249,17 +264,21 @@ int train(const options& opt, int rank, int size) {
       throw usage_error{"Fashion-MNIST not found: " + (std::filesystem::path(opt.data) / f).string() +
                         " is missing (Debian: apt-get install dataset-fashion-mnist, or pass --data DIR)"};
 
-  const stretto::pipeline_shape shape{size, opt.microbatches, chunks};
+  const stretto::pipeline_shape shape{pp, opt.microbatches, chunks};
   // --schedule auto starts with ZB-H1 (its split backward measures T_B and T_W apart), then re-plans.
   const bool automatic = opt.schedule == "auto";
-  const double memory_limit = opt.memory_limit > 0.0 ? opt.memory_limit : 2.0 * size;
+  const double memory_limit = opt.memory_limit > 0.0 ? opt.memory_limit : 2.0 * pp;
   if (automatic && memory_limit < 1.0)
     throw usage_error{"--memory-limit must be at least 1 (one microbatch's activations, M_B)"};
   if (automatic && opt.profile_steps < 1) throw usage_error{"--profile-steps must be at least 1"};
   if (opt.trace_step < 0) throw usage_error{"--trace-step must be at least 0 (a step of epoch 1)"};
   stretto::schedule plan = stretto::policies::make_schedule(automatic ? "zb-h1" : opt.schedule, shape);  // throws on a bad shape
   const std::int32_t stages = plan.num_stages();
-  const std::vector<std::int32_t> local_stages = plan.stages_on_rank(rank);
+  stretto::mpi::process_grid_options grid_options;
+  grid_options.data_parallel = dp;
+  grid_options.timeout = std::chrono::duration<double>(opt.timeout);
+  const stretto::mpi::process_grid grid(MPI_COMM_WORLD, pp, grid_options);  // pipeline-major: world = d x pp + r
+  const std::vector<std::int32_t> local_stages = plan.stages_on_rank(grid.pipeline_rank());
   // The ranks that feed images (first stage) and compute the loss (last stage): with two model
   // replicas (chimera, bitpipe) each of those stages sits on two ranks.
   const bool first_rank = local_stages.front() == 0;
@@ -273,10 +292,21 @@ int train(const options& opt, int rank, int size) {
   model_type model(widths, cut.boundaries, local_stages, opt.seed);
   const stretto::mpi::communicator_options comm_options{std::chrono::duration<double>(opt.timeout),
                                                         stretto::mpi::timeout_action::abort};
-  stretto::mpi::communicator comm(MPI_COMM_WORLD, shape, comm_options);
-  stretto::mpi::communicator replica_comm(MPI_COMM_WORLD, shape, comm_options);  // bidirectional: gradient sums
+  stretto::mpi::communicator comm(grid.pipeline(), shape, comm_options);
   std::optional<stretto::kokkos::executor<model_type, stretto::mpi::communicator>> exec;
   exec.emplace(plan, model, comm);
+  // Each stage's gradients are summed over its copies (the data-parallel copies, and both replicas
+  // of a bidirectional schedule) by an all-reduce that starts after the stage's last W or BW.
+  const stretto::mpi::gradient_reduction_options reduction_options{std::chrono::duration<double>(opt.timeout),
+                                                                   stretto::mpi::timeout_action::abort};
+  std::optional<stretto::mpi::gradient_reduction> reduction;
+  std::optional<stretto::training::reduction_observer> reduction_hook;
+  const auto attach_reduction = [&] {
+    reduction.emplace(grid, plan, reduction_options);
+    reduction_hook.emplace(*reduction);
+    exec->add_observer(*reduction_hook);
+  };
+  attach_reduction();
   std::optional<stretto::sim::op_time_profile> profile;  // while --schedule auto measures
   if (automatic) profile.emplace(stages);
 
@@ -310,35 +340,54 @@ int train(const options& opt, int rank, int size) {
     }
     std::printf("fashion_mnist: %d ranks x %d chunks, schedule %s, %d microbatches of %lld, model %s (%d layers), %lld steps/epoch\n"
                 "stages by flops: %s\n",
-                size, chunks, opt.schedule.c_str(), opt.microbatches, static_cast<long long>(opt.batch_size / opt.microbatches),
+                size, chunks, opt.schedule.c_str(), opt.microbatches, static_cast<long long>(opt.batch_size / dp / opt.microbatches),
                 model_text.c_str(), num_layers, static_cast<long long>(steps), stage_text.c_str());
+    if (dp > 1)
+      std::printf("data parallel: %d copies of a %d-rank pipeline (rank = copy x %d + pipeline rank), %lld samples each per step\n",
+                  dp, pp, pp, static_cast<long long>(opt.batch_size / dp));
     std::fflush(stdout);
   }
 
-  matrix_type batch_inputs("batch_inputs", first_rank ? opt.batch_size : 0, 784);
-  model_type::label_view batch_labels("batch_labels", last_rank ? opt.batch_size : 0);
+  const std::int64_t copy_batch = opt.batch_size / dp;  // this copy's share of each global batch
+  matrix_type batch_inputs("batch_inputs", first_rank ? copy_batch : 0, 784);
+  model_type::label_view batch_labels("batch_labels", last_rank ? copy_batch : 0);
   std::vector<std::int64_t> order(static_cast<std::size_t>(60000));
   const bool tracing = !opt.trace_file.empty() || !opt.timeline_file.empty();
   const std::int64_t traced_step = std::min<std::int64_t>(opt.trace_step, steps - 1);
   std::vector<stretto::sim::op_timing> traced_ops;  // this rank's ops of that step
   stretto::schedule traced_plan;                     // the schedule it ran (auto re-plans)
 
+  int nodes = 1;  // the nodes the job spans: the ranks that are first on their node, counted
+  {
+    MPI_Comm node = MPI_COMM_NULL;
+    MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &node);
+    int node_rank = 0;
+    MPI_Comm_rank(node, &node_rank);
+    MPI_Comm_free(&node);
+    const int leader = node_rank == 0 ? 1 : 0;
+    MPI_Allreduce(&leader, &nodes, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+  }
   for (std::int32_t epoch = 1; epoch <= opt.epochs; ++epoch) {
     std::iota(order.begin(), order.end(), 0);
     std::shuffle(order.begin(), order.end(), std::mt19937_64(opt.seed * 7919 + static_cast<std::uint64_t>(epoch)));
     model.set_training(true);
     double loss_sum = 0.0;
     op_time_sums sums(stages);
+    double exposed_reduction = 0.0;  // seconds this rank waited for its gradient all-reduces
     std::vector<double> windows;  // per step: this rank's last compute end since the step's origin, busy
     MPI_Barrier(MPI_COMM_WORLD);
     const auto epoch_start = clock_type::now();
     for (std::int64_t step = 0; step < steps; ++step) {
-      if (first_rank) fill_images(train_images, order, step * opt.batch_size, batch_inputs);
-      if (last_rank) fill_labels(train_labels, order, step * opt.batch_size, batch_labels);
-      model.set_batch(batch_inputs, batch_labels, opt.batch_size, opt.microbatches, opt.batch_size);
+      const std::int64_t first_sample = step * opt.batch_size + grid.data_parallel_rank() * copy_batch;
+      if (first_rank) fill_images(train_images, order, first_sample, batch_inputs);
+      if (last_rank) fill_labels(train_labels, order, first_sample, batch_labels);
+      model.set_batch(batch_inputs, batch_labels, copy_batch, opt.microbatches, opt.batch_size);
       MPI_Barrier(MPI_COMM_WORLD);
-      const stretto::kokkos::step_record& record = exec->run_step(clock_type::now());
-      stretto::mpi::allreduce_replica_gradients(replica_comm, plan, model);
+      const auto origin = clock_type::now();
+      reduction->begin_step_for(model, origin);
+      const stretto::kokkos::step_record& record = exec->run_step(origin);
+      reduction->wait();
+      exposed_reduction += reduction->exposed_seconds();
       model.apply_gradients(opt.lr, opt.momentum);
       loss_sum += record.loss;
       if (epoch == 1 && step == traced_step && tracing) {
@@ -352,6 +401,7 @@ int train(const options& opt, int rank, int size) {
         if (step + 1 == std::min<std::int64_t>(opt.profile_steps, steps)) {
           plan = replan(*profile, shape, memory_limit, rank);
           exec.emplace(plan, model, comm);
+          attach_reduction();
           if (rank == 0) {
             const stretto::sim::stage_costs costs = profile->costs();
             std::printf("auto: re-planned from %lld steps of zb-h1 (memory limit %g M_B); simulated bubble rate "
@@ -376,7 +426,7 @@ int train(const options& opt, int rank, int size) {
     model_type::label_view eval_labels("eval_labels", last_rank ? eval_batch : 0);
     std::vector<std::int64_t> test_order(static_cast<std::size_t>(test_size));
     std::iota(test_order.begin(), test_order.end(), 0);
-    for (std::int64_t first = 0; first < test_size; first += eval_batch) {
+    for (std::int64_t first = grid.data_parallel_rank() * eval_batch; first < test_size; first += dp * eval_batch) {
       if (first_rank) fill_images(test_images, test_order, first, eval_inputs);
       if (last_rank) fill_labels(test_labels, test_order, first, eval_labels);
       model.set_batch(eval_inputs, eval_labels, eval_batch, opt.microbatches, eval_batch);
@@ -385,8 +435,8 @@ int train(const options& opt, int rank, int size) {
     }
 
     // Gather: the loss and accuracy from the last stage; every rank's step windows; op times.
-    double totals[2] = {last_rank ? loss_sum : 0.0, last_rank ? static_cast<double>(correct) : 0.0};
-    MPI_Allreduce(MPI_IN_PLACE, totals, 2, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+    double totals[3] = {last_rank ? loss_sum : 0.0, last_rank ? static_cast<double>(correct) : 0.0, exposed_reduction};
+    MPI_Allreduce(MPI_IN_PLACE, totals, 3, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
     MPI_Allreduce(MPI_IN_PLACE, sums.seconds.data(), static_cast<int>(sums.seconds.size()), MPI_DOUBLE, MPI_SUM,
                   MPI_COMM_WORLD);
     MPI_Allreduce(MPI_IN_PLACE, sums.count.data(), static_cast<int>(sums.count.size()), MPI_DOUBLE, MPI_SUM,
@@ -412,9 +462,14 @@ int train(const options& opt, int rank, int size) {
     const double measured_bubble = 1.0 - busy_total / (span_total * size);
     // Simulated bubble rate of the same schedule with the measured mean op times per stage.
     const double simulated_bubble = stretto::sim::simulate(plan, sums.costs()).metrics.bubble_rate;
-    std::printf("epoch %d/%d  loss %.4f  test accuracy %.4f  %.0f samples/s  bubble rate measured %.3f simulated %.3f\n",
+    std::printf("epoch %d/%d  loss %.4f  test accuracy %.4f  %.0f samples/s  bubble rate measured %.3f simulated %.3f",
                 epoch, opt.epochs, totals[0] / static_cast<double>(steps), totals[1] / static_cast<double>(test_size),
                 static_cast<double>(steps * opt.batch_size) / epoch_seconds, measured_bubble, simulated_bubble);
+    // Data parallelism: throughput per node, and the gradient all-reduce time the backward did
+    // not hide (the mean over ranks of the wait after each step's last op).
+    std::printf("  %.0f samples/s/node (%d nodes)  reduction exposed %.3f ms/step\n",
+                static_cast<double>(steps * opt.batch_size) / epoch_seconds / nodes, nodes,
+                1e3 * totals[2] / (static_cast<double>(size) * static_cast<double>(steps)));
     std::fflush(stdout);
   }
   return 0;
@@ -448,6 +503,10 @@ int main(int argc, char** argv) {
   app.add_option("--trace-step", opt.trace_step, "the step of epoch 1 that --trace and --timeline write (>= 0; "
                  "clamped to the last step)")->capture_default_str();
   app.add_option("--microbatches", opt.microbatches, "microbatches per step (m)")->capture_default_str();
+  app.add_option("--data-parallel", opt.data_parallel,
+                 "copies of the pipeline (D): ranks = D x pipeline ranks, each copy trains on 1/D of every batch "
+                 "and the stages' gradients are all-reduced, overlapped with the backward")
+      ->capture_default_str();
   app.add_option("--chunks", opt.chunks,
                  "chunks (virtual stages) per rank; 0: the schedule's default (2 for looped and V-shaped ones)")
       ->capture_default_str();
