@@ -16,3 +16,9 @@ if(TARGET stretto.example.fashion_mnist)
   set_tests_properties(example.fashion_mnist.data_parallel_same_accuracy PROPERTIES
     LABELS "example;mpi" PROCESSORS 4 TIMEOUT 300 PASS_REGULAR_EXPRESSION "run_demo_data_parallel: ok")
 endif()
+stretto_demo_rejects(data_parallel_not_dividing 3
+  "fashion_mnist: error: --data-parallel 2 does not divide the 3 ranks \\(ranks = data-parallel copies x pipeline ranks\\); use one of 1, 3"
+  --data-parallel 2)
+stretto_demo_rejects(batch_not_divisible_by_copies 4
+  "fashion_mnist: error: --batch-size 120 is not divisible by --data-parallel 2 x --microbatches 8; use a multiple of 16"
+  --data-parallel 2 --batch-size 120 --microbatches 8)
