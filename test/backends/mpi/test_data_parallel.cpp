@@ -5,7 +5,8 @@
 // microbatches) leave every weight equal, to 1e-12 relative, to two sequential steps on the
 // whole batch (mean loss, double precision), and the reported loss equals the sequential loss.
 // Each stage's gradient all-reduce starts exactly once per step, right after that stage's last
-// W or BW on the rank (before the rank's next op begins).
+// W or BW on the rank (before the rank's next op begins); a reduction that a rank never joins
+// times out with a diagnostic naming rank, stage and op.
 #include <doctest/doctest.h>
 
 #include <mpi.h>
@@ -20,8 +21,10 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
+#include <stretto/mpi/gradient_reduction.hpp>
 #include <stretto/mpi/process_grid.hpp>
 #include <stretto/stretto.hpp>
 #include <stretto/training/pipeline.hpp>
@@ -158,6 +161,10 @@ TEST_CASE("mpi.data_parallel.gradients_equal_the_sequential_run" * doctest::time
     for (const std::string_view name : {"1f1b", "zb-h1", "zb-v", "chimera"}) {
       const auto& policy = stretto::policies::find_policy(name);
       std::set<std::int32_t> ms{1, pp, 2 * pp, 3};
+      // 1F1B also runs with the copies of a stage adjacent (data-parallel-major rank order).
+      std::vector<stretto::mpi::rank_order> orders{stretto::mpi::rank_order::pipeline_major};
+      if (name == "1f1b") orders.push_back(stretto::mpi::rank_order::data_parallel_major);
+      for (const auto order : orders)
       for (const std::int32_t m : ms) {
         const stretto::pipeline_shape shape{pp, m, policy.default_chunks};
         if (!policy.check(shape).empty()) continue;
@@ -165,10 +172,13 @@ TEST_CASE("mpi.data_parallel.gradients_equal_the_sequential_run" * doctest::time
         CAPTURE(pp);
         CAPTURE(dp);
         CAPTURE(m);
+        CAPTURE(stretto::mpi::to_string(order));
         const stretto::schedule plan = stretto::policies::make_schedule(name, shape);
+        stretto::training::pipeline_options options = test_options();
+        options.grid.order = order;
         stretto::training::pipeline<model_type> pipe(
             MPI_COMM_WORLD, plan, [&](std::vector<std::int32_t> local) { return model_type(widths, plan.num_stages(), local, seed); },
-            test_options());
+            options);
         model_type& model = pipe.model();
         for (std::size_t step = 0; step < data.size(); ++step) {
           std::int32_t calls = 0;
@@ -194,6 +204,14 @@ TEST_CASE("mpi.data_parallel.gradients_equal_the_sequential_run" * doctest::time
             const auto at = static_cast<std::size_t>(last);
             CHECK(pipe.reduction().start_time(stage) >= trace[at].compute_end);
             if (at + 1 < trace.size()) CHECK(pipe.reduction().start_time(stage) <= trace[at + 1].wait_begin);
+          }
+          // With two stages on the rank (ZB-V, Chimera), the first reduction starts while the
+          // rank still computes: before its last op's end.
+          const auto& local = pipe.reduction().local_stages();
+          if (local.size() >= 2) {
+            double earliest = result.record->end();
+            for (const std::int32_t stage : local) earliest = std::min(earliest, pipe.reduction().start_time(stage));
+            CHECK(earliest < result.record->end());
           }
         }
         for (const std::int32_t s : plan.stages_on_rank(pipe.grid().pipeline_rank()))
@@ -224,4 +242,44 @@ TEST_CASE("mpi.data_parallel.batch_too_small") {
   } catch (const stretto::argument_error& e) {
     CHECK(std::string(e.what()).find("use a batch of at least " + std::to_string(4 * w)) != std::string::npos);
   }
+}
+
+TEST_CASE("mpi.data_parallel.reduction_timeout_names_rank_stage_and_op") {
+  const int w = world_size(), me = world_rank();
+  if (w < 2) return;
+  // dp = w copies of a one-rank 1F1B pipeline (ops F0 F1 BW0 BW1): the all-reduce of stage 0
+  // starts after BW(stage 0, mb 1). Rank 0 starts it at once; the others only after 1.5 s, so
+  // rank 0's wait (0.3 s) times out with the diagnostic, and a later wait completes the sum.
+  const stretto::mpi::process_grid grid(MPI_COMM_WORLD, 1);
+  const stretto::schedule plan = stretto::policies::make_schedule("1f1b", {1, 2, 1});
+  stretto::mpi::gradient_reduction reduction(
+      grid, plan, {std::chrono::duration<double>(0.3), stretto::mpi::timeout_action::throw_error});
+  std::vector<double> gradients(5, me + 1.0);
+  reduction.begin_step([&](std::int32_t) { return std::span<double>(gradients); });
+  if (me != 0) std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  const auto ops = plan.ops(0);
+  for (std::size_t i = 0; i < ops.size(); ++i) reduction.op_done(i, ops[i]);
+  CHECK(reduction.starts(0) == 1);
+  CHECK(reduction.started_after(0) == 3);
+  if (me == 0) {
+    try {
+      reduction.wait();
+      FAIL("rank 0 did not time out");
+    } catch (const stretto::timeout_error& e) {
+      CHECK(std::string(e.what()) ==
+            "stretto::mpi: rank 0 timed out after 0.3 s in the optimizer step waiting for the gradient all-reduce of "
+            "stage 0 over its " + std::to_string(w) + " ranks, started after BW(stage 0, mb 1) (a rank of the group did "
+            "not finish its step)");
+    }
+  }
+  bool done = false;
+  for (int attempt = 0; attempt < 100 && !done; ++attempt) {
+    try {
+      reduction.wait();
+      done = true;
+    } catch (const stretto::timeout_error&) {
+    }
+  }
+  REQUIRE(done);
+  for (const double g : gradients) CHECK(g == doctest::Approx(w * (w + 1) / 2.0));
 }
