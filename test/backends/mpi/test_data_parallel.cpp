@@ -112,6 +112,34 @@ TEST_CASE("mpi.data_parallel.grid_rank_order") {
         CHECK(members[static_cast<std::size_t>(r)] == grid.world_rank_of(grid.data_parallel_rank(), r));
     }
   }
+  // The holders of a stage: its rank in every copy; both replicas' ranks in a bidirectional
+  // schedule (Chimera at pp = 2: stage 0 sits on pipeline ranks 0 and 1), each group its own
+  // communicator of that many ranks.
+  if (w % 2 == 0) {
+    const stretto::mpi::process_grid grid(MPI_COMM_WORLD, 2);
+    const std::int32_t dp = w / 2;
+    const stretto::schedule one_way = stretto::policies::make_schedule("1f1b", {2, 2, 1});
+    const stretto::schedule both_ways = stretto::policies::make_schedule("chimera", {2, 2, 1});
+    std::vector<std::int32_t> copies, replicas;
+    for (std::int32_t d = 0; d < dp; ++d) {
+      copies.push_back(grid.world_rank_of(d, 1));
+      replicas.push_back(grid.world_rank_of(d, 0));
+      replicas.push_back(grid.world_rank_of(d, 1));
+    }
+    std::sort(replicas.begin(), replicas.end());
+    CHECK(grid.holders(one_way, 1) == copies);
+    CHECK(grid.holders(both_ways, 0) == replicas);
+    const auto groups = grid.stage_groups(both_ways);
+    for (std::int32_t stage = 0; stage < 2; ++stage) {
+      CHECK(groups.size(stage) == 2 * dp);
+      int size = 0;
+      MPI_Comm_size(groups.group(stage), &size);
+      CHECK(size == 2 * dp);
+    }
+    const auto single = grid.stage_groups(one_way);
+    CHECK(single.size(0) == dp);
+    CHECK((single.group(0) == MPI_COMM_NULL) == (grid.pipeline_rank() != 0));
+  }
   // Pipeline-major keeps pipeline neighbours adjacent: with 2 pipelines of w/2 ranks, ranks 0 and 1 share one.
   if (w >= 4) {
     const stretto::mpi::process_grid grid(MPI_COMM_WORLD, w / 2);
