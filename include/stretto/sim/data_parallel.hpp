@@ -4,7 +4,7 @@
 @brief Data parallelism in the simulator: the pipeline is replicated d times (d data-parallel
 groups, ranks = d·p), and each stage's parameter gradients are all-reduced over its d copies
 after that stage's last W (or BW) of the step, overlapped with the compute that is still running
-(docs/timing-model.md, "Data parallelism").
+(docs/cluster.md, "Data parallelism in the simulator").
 
 **The reduction of one stage** is a ring all-reduce (a reduce-scatter and an all-gather, each of
 n − 1 steps over n members that each send 1/n of the buffer per step), whose time is
