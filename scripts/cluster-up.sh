@@ -46,8 +46,12 @@ while (($#)); do
     *) echo "cluster-up: unknown option '$1'" >&2; usage ;;
   esac
 done
-[[ $NODES =~ ^[1-9][0-9]*$ ]] && ((NODES <= 32)) || { echo "cluster-up: --nodes must be 1..32 (got '$NODES')" >&2; exit 2; }
-[[ $NCPUS =~ ^[1-9][0-9]*$ ]] && ((NCPUS <= 256)) || { echo "cluster-up: --cpus must be 1..256 (got '$NCPUS')" >&2; exit 2; }
+if ! [[ $NODES =~ ^[1-9][0-9]*$ ]] || ((NODES > 32)); then
+  echo "cluster-up: --nodes must be 1..32 (got '$NODES')" >&2; exit 2
+fi
+if ! [[ $NCPUS =~ ^[1-9][0-9]*$ ]] || ((NCPUS > 256)); then
+  echo "cluster-up: --cpus must be 1..256 (got '$NCPUS')" >&2; exit 2
+fi
 
 for tool in ip unshare munged munge unmunge slurmctld slurmd scontrol sinfo runuser setsid; do
   command -v "$tool" >/dev/null ||

@@ -5,6 +5,7 @@
 set -euo pipefail
 program=$1
 set +e
+# shellcheck disable=SC2016  # expanded by the task's sh
 out=$(timeout 120 srun -N 2 -n 2 --mpi=pmix --kill-on-bad-exit=1 sh -c 'OMPI_MCA_btl=self,vader exec "$0"' "$program" 2>&1)
 code=$?
 set -e
@@ -14,6 +15,7 @@ if ((code == 0)) || ! grep -q 'unable to reach each other' <<<"$out"; then
   exit 1
 fi
 echo "check_no_shared_memory: self,vader cannot connect node1 and node2 (as expected)"
+# shellcheck disable=SC2016  # expanded by the task's sh
 hosts=$(timeout 120 srun -N 2 -n 2 sh -c 'echo "$(hostname) $OMPI_MCA_btl $OMPI_MCA_btl_tcp_if_include"' | sort)
 echo "$hosts"
 [[ $hosts == $'node1 tcp,self,vader stretto0\nnode2 tcp,self,vader stretto0' ]] ||
