@@ -194,8 +194,9 @@ constexpr data_parallel_simulation simulate_data_parallel(const schedule& s, con
   // Reductions in the order they become ready; each waits for the links of all its ranks.
   std::vector<std::size_t> order(stages);
   for (std::size_t st = 0; st < stages; ++st) order[st] = st;
-  std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
-    return out.reductions[a].ready < out.reductions[b].ready;
+  std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {  // constexpr, unlike stable_sort
+    const double ra = out.reductions[a].ready, rb = out.reductions[b].ready;
+    return ra < rb || (ra == rb && a < b);
   });
   std::vector<double> link_free(p, 0.0);
   std::vector<double> rank_end = compute_end;
