@@ -15,6 +15,7 @@ PACKAGES=(
   dataset-fashion-mnist libcli11-dev nlohmann-json3-dev coinor-libcbc-dev
   libopenblas0-pthread
   slurm-wlm slurmctld slurmd slurm-client munge libpmix-dev
+  iproute2  # scripts/cluster-up.sh: network namespaces, veth, bridge
   clang libclang-rt-14-dev
   chromium
 )

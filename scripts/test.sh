@@ -7,4 +7,4 @@ cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 scripts/slurm-up.sh
 scripts/build.sh
-ctest --test-dir build -LE gpu --output-on-failure --parallel 2 --timeout 900
+ctest --test-dir build -LE 'gpu|cluster' --output-on-failure --parallel 2 --timeout 900

@@ -5,6 +5,7 @@
 //          [--t-f MS] [--t-b MS] [--t-w MS] [--bytes B,...] [--mode sleep|spin] [--steps N]
 //          [--comm-delay auto|SECONDS] [--progress auto|thread|poll] [--wait auto|spin|block]
 //          [--poll-interval-us US] [--hot-time-us US] [--format text|json]
+//          [--data-parallel D] [--gradient-bytes B]
 //
 // Each op of a chunk of a full stage waits T/v (v chunks per rank, as stretto::sim::uniform_costs
 // prices it): `sleep` sleeps until its deadline, `spin` busy-waits (a compute-bound rank). Every
@@ -16,6 +17,15 @@
 // The simulated span uses the same costs and a message delay: `auto` measures the one-way time
 // of a B-byte message between ranks 0 and 1 through the communicator (median of 20 ping-pongs).
 // Schedules whose policy rejects the shape are listed as skipped, with the reason.
+//
+// Data parallelism (--data-parallel D): the N ranks form D pipelines of p = N / D ranks
+// (pipeline neighbours adjacent: world rank = group·p + pipeline rank), and the ranks holding the
+// same pipeline rank in the D pipelines form a data-parallel group. Each stage, as soon as its
+// last W (or BW) of the step has run, starts a non-blocking all-reduce (MPI_Iallreduce, sum) of B
+// gradient bytes over its data-parallel group; the step waits for them after its last op. A
+// rank's step ends with its last op or, if later, when its reductions complete. The simulated
+// step is sim::simulate_data_parallel's, with the ring time T_ring measured before the schedule's
+// steps (its communicator running): the median of 20 all-reduces of B bytes (MPI_Iallreduce + MPI_Wait), run by every data-parallel group at once.
 #include <mpi.h>
 
 #include <Kokkos_Core.hpp>
@@ -36,6 +46,7 @@
 
 #include <stretto/kokkos/executor.hpp>
 #include <stretto/mpi/communicator.hpp>
+#include <stretto/sim/data_parallel.hpp>
 #include <stretto/stretto.hpp>
 
 namespace {
@@ -54,6 +65,8 @@ struct options {
   stretto::mpi::wait_style waiting{stretto::mpi::wait_style::automatic};
   double poll_interval{-1.0}, hot_time{-1.0};  // seconds; < 0: the communicator's defaults
   bool json{false};
+  int data_parallel{1};
+  std::size_t gradient_bytes{1024 * 1024};
 };
 
 [[noreturn]] void usage_error(int rank, const std::string& text) {
@@ -62,7 +75,8 @@ struct options {
                  "emulated_pipeline: error: %s\nusage: emulated_pipeline [--schedules all|NAME,...] [--microbatches M] "
                  "[--t-f MS] [--t-b MS] [--t-w MS] [--bytes B,...] [--mode sleep|spin] [--steps N] "
                  "[--comm-delay auto|SECONDS] [--progress auto|thread|poll] [--wait auto|spin|block] "
-                 "[--poll-interval-us US] [--hot-time-us US] [--format text|json]\n",
+                 "[--poll-interval-us US] [--hot-time-us US] [--format text|json] [--data-parallel D] "
+                 "[--gradient-bytes B]\n",
                  text.c_str());
   MPI_Finalize();
   std::exit(2);
@@ -144,6 +158,13 @@ options parse(int argc, char** argv, int rank) {
       else usage_error(rank, "--wait must be auto, spin or block");
     } else if (flag == "--poll-interval-us" || flag == "--hot-time-us") {
       (flag == "--poll-interval-us" ? o.poll_interval : o.hot_time) = seconds_of(rank, flag, value, "microseconds", 1e-6);
+    } else if (flag == "--data-parallel") {
+      o.data_parallel = std::atoi(value.c_str());
+      if (o.data_parallel < 1) usage_error(rank, "--data-parallel must be at least 1");
+    } else if (flag == "--gradient-bytes") {
+      const long long n = std::atoll(value.c_str());
+      if (n < 8 || n % 8 != 0) usage_error(rank, "--gradient-bytes must be a multiple of 8 bytes, at least 8");
+      o.gradient_bytes = static_cast<std::size_t>(n);
     } else if (flag == "--format") {
       if (value != "text" && value != "json") usage_error(rank, "--format must be text or json");
       o.json = value == "json";
@@ -170,6 +191,46 @@ stretto::mpi::communicator_options comm_options(const options& o) {
 double late_total = 0.0;
 long emulated_ops = 0;
 clock_type::time_point first_start{}, last_end{};
+
+// Data parallelism: each local stage's gradient buffer, how many of its W/BW ran this step, and
+// its pending all-reduce over the data-parallel group (MPI_COMM_NULL: none).
+struct gradient_reduction {
+  MPI_Comm group{MPI_COMM_NULL};
+  std::int32_t microbatches{0};
+  std::vector<std::int32_t> done;                 // [stage] W/BW run this step
+  std::vector<std::vector<double>> buffers;       // [stage] gradients (B/8 doubles), lazily sized
+  std::vector<MPI_Request> pending;
+  std::size_t doubles{0};
+
+  void reset(std::int32_t stages, std::int32_t m, std::size_t bytes) {
+    microbatches = m;
+    doubles = bytes / 8;
+    done.assign(static_cast<std::size_t>(stages), 0);
+    buffers.resize(static_cast<std::size_t>(stages));
+    pending.clear();
+  }
+  // After a W or BW of `stage`: the stage's last one starts its all-reduce.
+  void weight_gradient_done(std::int32_t stage) {
+    if (group == MPI_COMM_NULL) return;
+    auto& count = done[static_cast<std::size_t>(stage)];
+    if (++count != microbatches) return;
+    auto& buffer = buffers[static_cast<std::size_t>(stage)];
+    buffer.assign(doubles, 1.0);
+    pending.emplace_back();
+    MPI_Iallreduce(MPI_IN_PLACE, buffer.data(), static_cast<int>(doubles), MPI_DOUBLE, MPI_SUM, group, &pending.back());
+  }
+  // After the step's last op (`last_op_end`): when this rank's step ended, its last op or the
+  // completion of its reductions. Those already complete at the first test count as hidden.
+  clock_type::time_point finish(clock_type::time_point last_op_end) {
+    if (pending.empty()) return last_op_end;
+    int complete = 0;
+    MPI_Testall(static_cast<int>(pending.size()), pending.data(), &complete, MPI_STATUSES_IGNORE);
+    if (!complete) MPI_Waitall(static_cast<int>(pending.size()), pending.data(), MPI_STATUSES_IGNORE);
+    const auto end = complete ? last_op_end : clock_type::now();
+    pending.clear();
+    return std::max(end, last_op_end);
+  }
+} reduction;
 
 // Waits `seconds` from now: sleeping until the deadline, or spinning (a busy core).
 void emulate(double seconds, bool spin) {
@@ -202,8 +263,14 @@ struct emulated_model {
   void forward(std::int32_t, std::int32_t, const matrix_type&, const matrix_type&) const { emulate(t_f, spin); }
   double loss(std::int32_t, const matrix_type&, const matrix_type&) const { return 0.0; }
   void backward_input(std::int32_t, std::int32_t, const matrix_type&, const matrix_type&) const { emulate(t_b, spin); }
-  void backward_weight(std::int32_t, std::int32_t) const { emulate(t_w, spin); }
-  void backward(std::int32_t, std::int32_t, const matrix_type&, const matrix_type&) const { emulate(t_b + t_w, spin); }
+  void backward_weight(std::int32_t s, std::int32_t) const {
+    emulate(t_w, spin);
+    reduction.weight_gradient_done(s);
+  }
+  void backward(std::int32_t s, std::int32_t, const matrix_type&, const matrix_type&) const {
+    emulate(t_b + t_w, spin);
+    reduction.weight_gradient_done(s);
+  }
 };
 
 double median(std::vector<double> v) {
@@ -214,14 +281,14 @@ double median(std::vector<double> v) {
 
 // One-way time of a `bytes` message between ranks 0 and 1 through the communicator (median of
 // 20 ping-pongs after 3 unmeasured ones), known to every rank.
-double measure_delay(int rank, int p, std::size_t bytes, const options& o) {
-  stretto::mpi::communicator comm(MPI_COMM_WORLD, {p, 1, 1}, comm_options(o));
+double measure_delay(MPI_Comm pipeline, int rank, int p, std::size_t bytes, const options& o) {
+  stretto::mpi::communicator comm(pipeline, {p, 1, 1}, comm_options(o));
   std::vector<double> out(bytes / 8, 1.0), in(bytes / 8, 0.0);
   const stretto::message_key ping{stretto::message_direction::activation, 0, 1, 0};
   const stretto::message_key pong{stretto::message_direction::gradient, 1, 0, 0};
   const stretto::op waiting{stretto::op_kind::forward, rank, 0};
   std::vector<double> times;
-  MPI_Barrier(MPI_COMM_WORLD);
+  MPI_Barrier(pipeline);
   if (rank < 2) {
     for (int i = 0; i < 23; ++i) {
       const auto start = clock_type::now();
@@ -240,8 +307,28 @@ double measure_delay(int rank, int p, std::size_t bytes, const options& o) {
     }
   }
   double delay = rank == 0 ? median(times) : 0.0;
-  MPI_Bcast(&delay, 1, MPI_DOUBLE, 0, MPI_COMM_WORLD);
+  MPI_Bcast(&delay, 1, MPI_DOUBLE, 0, pipeline);
   return delay;
+}
+
+// The time of one all-reduce of `bytes` over a data-parallel group, every group at once
+// (non-blocking and waited for at once, as the step's): the
+// median of 20 after 2 unmeasured ones, known to every rank (the slowest group's median).
+double measure_allreduce(MPI_Comm group, std::size_t bytes) {
+  std::vector<double> buffer(bytes / 8, 1.0);
+  std::vector<double> times;
+  for (int i = 0; i < 22; ++i) {
+    MPI_Barrier(MPI_COMM_WORLD);
+    const auto start = clock_type::now();
+    // Non-blocking, as in the step (the same algorithm: blocking MPI_Allreduce may choose another).
+    MPI_Request request = MPI_REQUEST_NULL;
+    MPI_Iallreduce(MPI_IN_PLACE, buffer.data(), static_cast<int>(buffer.size()), MPI_DOUBLE, MPI_SUM, group, &request);
+    MPI_Wait(&request, MPI_STATUS_IGNORE);
+    if (i >= 2) times.push_back(std::chrono::duration<double>(clock_type::now() - start).count());
+  }
+  double mine = median(times), slowest = 0.0;
+  MPI_Allreduce(&mine, &slowest, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+  return slowest;
 }
 
 struct result {
@@ -250,6 +337,7 @@ struct result {
   std::string skipped;  // the policy's reason, when it rejects the shape
   double simulated{0}, measured{0}, best{0};
   double late{0};  // mean time an op ran past its cost (late wake-ups), over all ranks' measured ops
+  double t_ring{0};  // the measured all-reduce time used as T_ring (data parallelism)
 };
 
 }  // namespace
@@ -258,15 +346,29 @@ int main(int argc, char** argv) {
   int provided = 0;
   MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided);
   int code = 0;
+  MPI_Comm pipeline = MPI_COMM_NULL, group = MPI_COMM_NULL;
   {
     Kokkos::ScopeGuard kokkos(argc, argv);
-    int rank = 0, p = 0;
+    int rank = 0, world = 0;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-    MPI_Comm_size(MPI_COMM_WORLD, &p);
+    MPI_Comm_size(MPI_COMM_WORLD, &world);
 #if defined(__linux__) && defined(PR_SET_TIMERSLACK)
     prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);  // sleeps end on time (default slack: 50 µs)
 #endif
     const options o = parse(argc, argv, rank);
+    const int dp_groups = o.data_parallel;
+    if (world % dp_groups != 0)
+      usage_error(rank, "--data-parallel " + std::to_string(dp_groups) + " must divide the number of ranks (" +
+                            std::to_string(world) + ")");
+    const int p = world / dp_groups;
+    // Pipelines of p adjacent world ranks; data-parallel groups of the ranks with the same
+    // pipeline rank.
+    MPI_Comm_split(MPI_COMM_WORLD, rank / p, rank, &pipeline);
+    MPI_Comm_split(MPI_COMM_WORLD, rank % p, rank, &group);
+    const int world_rank = rank;
+    MPI_Comm_rank(pipeline, &rank);
+    const bool report = world_rank == 0;
+    if (dp_groups > 1) reduction.group = group;
     const std::int32_t m = o.microbatches > 0 ? o.microbatches : 2 * p;
     try {
       std::vector<std::string> names = o.schedules;
@@ -274,19 +376,26 @@ int main(int argc, char** argv) {
         for (const auto& policy : stretto::policies::all_policies) names.emplace_back(policy.name);
       bool threaded = false, oversubscribed = false;
       {
-        stretto::mpi::communicator probe(MPI_COMM_WORLD, {p, 1, 1}, comm_options(o));
+        stretto::mpi::communicator probe(pipeline, {p, 1, 1}, comm_options(o));
         threaded = probe.has_progress_thread();
         oversubscribed = probe.oversubscribed();
       }
-      if (rank == 0 && o.json)
-        std::printf("{\n  \"benchmark\": \"emulated_pipeline\",\n  \"ranks\": %d,\n  \"microbatches\": %d,\n"
+      if (report && o.json)
+        std::printf("{\n  \"benchmark\": \"emulated_pipeline\",\n  \"ranks\": %d,\n  \"data_parallel\": %d,\n"
+                    "  \"gradient_bytes\": %zu,\n  \"microbatches\": %d,\n"
                     "  \"t_f_ms\": %g,\n  \"t_b_ms\": %g,\n  \"t_w_ms\": %g,\n  \"mode\": \"%s\",\n  \"steps\": %d,\n"
                     "  \"statistic\": \"median\",\n  \"progress\": \"%s\",\n  \"oversubscribed\": %s,\n  \"runs\": [",
-                    p, m, o.t_f * 1e3, o.t_b * 1e3, o.t_w * 1e3, o.spin ? "spin" : "sleep", o.steps,
+                    p, dp_groups, dp_groups > 1 ? o.gradient_bytes : std::size_t{0}, m, o.t_f * 1e3, o.t_b * 1e3,
+                    o.t_w * 1e3, o.spin ? "spin" : "sleep", o.steps,
                     threaded ? "thread" : "poll", oversubscribed ? "true" : "false");
       bool first_size = true;
       for (const std::size_t bytes : o.bytes) {
-        const double delay = o.comm_delay >= 0 ? o.comm_delay : measure_delay(rank, p, bytes, o);
+        double delay = o.comm_delay >= 0 ? o.comm_delay : measure_delay(pipeline, rank, p, bytes, o);
+        if (dp_groups > 1) {  // every group measured its own; simulate with the slowest
+          double slowest = 0.0;
+          MPI_Allreduce(&delay, &slowest, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+          delay = slowest;
+        }
         std::vector<result> results;
         for (const auto& name : names) {
           const stretto::policies::policy_info& policy = stretto::policies::find_policy(name);
@@ -300,19 +409,30 @@ int main(int argc, char** argv) {
           const stretto::schedule plan = policy.generate(shape);
           const double v = shape.num_chunks;
           const stretto::sim::uniform_costs costs{o.t_f, o.t_b, o.t_w, delay};
-          r.simulated = stretto::sim::simulate(plan, costs).metrics.span;
           emulated_model model{static_cast<std::int64_t>(bytes / 8), o.t_f / v, o.t_b / v, o.t_w / v, o.spin, {}};
           model.first_input = emulated_model::matrix_type("input", 1, bytes / 8);
-          stretto::mpi::communicator comm(MPI_COMM_WORLD, shape, comm_options(o));
+          stretto::mpi::communicator comm(pipeline, shape, comm_options(o));
           stretto::kokkos::executor exec(plan, model, comm);
+          if (dp_groups > 1) {
+            // T_ring measured now, with the communicator (and its progress thread) running as in
+            // the steps; simulated as the latency term alone: 2(d − 1)·α = T_ring.
+            r.t_ring = measure_allreduce(group, o.gradient_bytes);
+            const stretto::sim::data_parallel dp{dp_groups, {static_cast<double>(o.gradient_bytes)},
+                                                 r.t_ring / (2.0 * (dp_groups - 1)), 0.0};
+            r.simulated = stretto::sim::simulate_data_parallel(plan, costs, dp).step_time;
+          } else {
+            r.simulated = stretto::sim::simulate(plan, costs).metrics.span;
+          }
           std::vector<double> spans;
           double late[2] = {0.0, 0.0};  // this rank's late time and op count over the measured steps
           for (int step = 0; step <= o.steps; ++step) {
             MPI_Barrier(MPI_COMM_WORLD);
             late_total = 0.0;
             emulated_ops = 0;
+            reduction.reset(shape.num_stages(), m, o.gradient_bytes);
             (void)exec.run_step();
-            const double mine = emulated_ops > 0 ? std::chrono::duration<double>(last_end - first_start).count() : 0.0;
+            const auto end = reduction.finish(last_end);
+            const double mine = emulated_ops > 0 ? std::chrono::duration<double>(end - first_start).count() : 0.0;
             double span = 0.0;
             MPI_Allreduce(&mine, &span, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
             if (step > 0) {  // step 0 warms up
@@ -328,7 +448,7 @@ int main(int argc, char** argv) {
           r.best = *std::min_element(spans.begin(), spans.end());
           results.push_back(r);
         }
-        if (rank != 0) continue;
+        if (!report) continue;
         // Ranking: every pair that the simulator orders by more than 1 % must be ordered alike.
         std::vector<const result*> ran;
         for (const auto& r : results)
@@ -360,9 +480,9 @@ int main(int argc, char** argv) {
             if (!r.skipped.empty())
               std::printf("%s\n       {\"name\": \"%s\", \"chunks\": %d, \"skipped\": \"%s\"}", i ? "," : "", r.name.c_str(), r.chunks, r.skipped.c_str());
             else
-              std::printf("%s\n       {\"name\": \"%s\", \"chunks\": %d, \"simulated_ms\": %.3f, \"measured_ms\": %.3f, \"best_ms\": %.3f, \"ratio\": %.4f, \"op_late_ms\": %.4f}",
+              std::printf("%s\n       {\"name\": \"%s\", \"chunks\": %d, \"simulated_ms\": %.3f, \"measured_ms\": %.3f, \"best_ms\": %.3f, \"ratio\": %.4f, \"op_late_ms\": %.4f, \"allreduce_ms\": %.4f}",
                           i ? "," : "", r.name.c_str(), r.chunks, r.simulated * 1e3, r.measured * 1e3, r.best * 1e3,
-                          r.measured / r.simulated, r.late * 1e3);
+                          r.measured / r.simulated, r.late * 1e3, r.t_ring * 1e3);
           }
           std::printf("]}");
         } else {
@@ -371,14 +491,21 @@ int main(int argc, char** argv) {
                       p, m, o.t_f * 1e3, o.t_b * 1e3, o.t_w * 1e3, o.spin ? "spin" : "sleep", bytes, delay * 1e3,
                       o.comm_delay >= 0 ? "given" : "measured", threaded ? "thread" : "poll",
                       oversubscribed ? ", oversubscribed" : "", o.steps);
-          std::printf("%-18s %3s %14s %14s %12s %7s %13s\n", "schedule", "v", "simulated [ms]", "measured [ms]", "best [ms]",
-                      "ratio", "op late [ms]");
+          if (dp_groups > 1)
+            std::printf("data parallel: %d pipelines x %d ranks; each stage all-reduces %zu B after its last W/BW "
+                        "(over %d ranks; T_ring [ms] measured per schedule before its steps); step = last op or "
+                        "reduction\n",
+                        dp_groups, p, o.gradient_bytes, dp_groups);
+          std::printf("%-18s %3s %14s %14s %12s %7s %13s%s\n", "schedule", "v", "simulated [ms]", "measured [ms]", "best [ms]",
+                      "ratio", "op late [ms]", dp_groups > 1 ? "   T_ring [ms]" : "");
           for (const auto& r : results) {
             if (!r.skipped.empty())
               std::printf("%-18s %3d   skipped: %s\n", r.name.c_str(), r.chunks, r.skipped.c_str());
             else
-              std::printf("%-18s %3d %14.2f %14.2f %12.2f %7.3f %13.3f\n", r.name.c_str(), r.chunks, r.simulated * 1e3,
+              std::printf("%-18s %3d %14.2f %14.2f %12.2f %7.3f %13.3f", r.name.c_str(), r.chunks, r.simulated * 1e3,
                           r.measured * 1e3, r.best * 1e3, r.measured / r.simulated, r.late * 1e3);
+            if (dp_groups > 1) std::printf(" %13.2f", r.t_ring * 1e3);
+            std::printf("\n");
           }
           std::printf("worst measured/simulated: %.3f; ranking: %s (%zu pairs the simulator orders by > 1 %%)\n", worst,
                       discordant.empty() ? "same as simulated" : "differs", compared);
@@ -392,13 +519,15 @@ int main(int argc, char** argv) {
         std::fflush(stdout);
         first_size = false;
       }
-      if (rank == 0 && o.json) std::printf("\n  ]\n}\n");
+      if (report && o.json) std::printf("\n  ]\n}\n");
     } catch (const std::exception& e) {
       std::fprintf(stderr, "emulated_pipeline: rank %d: %s\n", rank, e.what());
       code = 1;
     }
   }
   if (code != 0) MPI_Abort(MPI_COMM_WORLD, code);
+  if (pipeline != MPI_COMM_NULL) MPI_Comm_free(&pipeline);
+  if (group != MPI_COMM_NULL) MPI_Comm_free(&group);
   MPI_Finalize();
   return code;
 }

@@ -27,6 +27,7 @@ status 1. `--help` prints the usage on stdout and exits with status 0.
 #include <iostream>
 #include <limits>
 #include <new>
+#include <sstream>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -41,6 +42,7 @@ status 1. `--help` prints the usage on stdout and exits with status 0.
 #include "automatic.hpp"
 #include "compare.hpp"
 #include "costs_file.hpp"
+#include "data_parallel.hpp"
 #include "exchange.hpp"
 #include "plan.hpp"
 
@@ -287,17 +289,25 @@ void default_unit_times(simulate_arguments& args) {
   if (args.t_comm.empty()) args.t_comm = "0";
 }
 
-/** @brief Runs `stretto-plan simulate`; returns the exit status. */
-int run_simulate(const simulate_arguments& args) {
+/** @brief Runs `stretto-plan simulate` (with `--data-parallel`: data_parallel.hpp); returns the exit status. */
+int run_simulate(const simulate_arguments& args, const stretto_plan::data_parallel_arguments& dp_args) {
   const stretto_plan::simulate_request request = to_request(args);
   const stretto_plan::output_format format = stretto_plan::check_request(request);
+  const auto dp = stretto_plan::to_data_parallel(dp_args, request.shape.num_stages());
   const stretto_plan::simulate_result result = stretto_plan::run_simulation(request);
   check_finite("the simulated span", result.run.metrics.span);
   check_finite("the bubble rate", result.run.metrics.bubble_rate);
-  if (format == stretto_plan::output_format::json)
+  if (dp && format == stretto_plan::output_format::json) {
+    std::ostringstream pipeline;
+    stretto_plan::write_json(pipeline, request, result);
+    const std::string text = pipeline.str();
+    stretto_plan::write_data_parallel(std::cout, request, result, *dp, &text);
+  } else if (format == stretto_plan::output_format::json) {
     stretto_plan::write_json(std::cout, request, result);
-  else
+  } else {
     stretto_plan::write_table(std::cout, request, result);
+    if (dp) stretto_plan::write_data_parallel(std::cout, request, result, *dp, nullptr);
+  }
   return flush_report();
 }
 
@@ -342,6 +352,8 @@ int main(int argc, char** argv) {
       "Exit status: 0 on success, 2 for a bad argument, 1 for an internal error.");
   simulate_arguments args;
   add_simulate_options(*simulate, args);
+  stretto_plan::data_parallel_arguments dp_args;
+  stretto_plan::add_data_parallel_options(*simulate, dp_args);
   CLI::App* compare = app.add_subcommand(
       "compare", "Simulate every schedule that applies to one shape and cost model; rank them by span, with the "
                  "speed-up over 1F1B and the peak memory per rank");
@@ -414,7 +426,7 @@ int main(int argc, char** argv) {
       stretto_plan::run_show(request, show_options);
       return flush_report();
     }
-    return run_simulate(args);
+    return run_simulate(args, dp_args);
   } catch (const stretto::validation_error& e) {
     return fail(std::string("internal: the generated schedule is invalid: ") + e.what(), exit_internal_error);
   } catch (const stretto::argument_error& e) {
