@@ -529,8 +529,8 @@ inline std::vector<path> full_pipeline_paths(const setting& s) {
 @brief Random skipping at the same ratio (the paper's "random" baseline): every microbatch
 visits stage 0 and path_length − 1 other stages drawn at random, in increasing order (no swaps),
 each on a random node of the stage. Draws prefer stages and nodes below their caps (the stage
-cap and TC1 of `find_violations`), so the load stays as balanced as SkipPipe's; the network is
-ignored. Deterministic for `seed`.
+cap and TC1 of `find_violations`), so the load stays close to balanced (the caps are preferred,
+not guaranteed); the network is ignored. Deterministic for `seed`.
 */
 inline std::vector<path> random_skip_paths(const setting& s, std::uint64_t seed) {
   detail::splitmix rng{seed ^ 0x5EEDULL};
