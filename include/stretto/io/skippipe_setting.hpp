@@ -174,6 +174,9 @@ inline skippipe::setting read_skippipe_setting(std::string_view text, std::strin
     detail::fail_at(source, 0, 0, "give exactly one of stages (node lists per stage) and stage_sizes (nodes per stage)");
   s.compute = in.numbers(*compute, "compute");
   const std::size_t n = s.compute.size();
+  if (n > skippipe::setting::max_nodes)
+    in.fail(*compute, "compute", "lists " + std::to_string(n) + " nodes; at most " + std::to_string(skippipe::setting::max_nodes) +
+                                     " are supported");
   s.latency = in.matrix(*latency, "latency", n);
   s.bandwidth = in.matrix(*bandwidth, "bandwidth", n);
   try {

@@ -51,6 +51,8 @@ struct setting {
   std::int32_t max_jump{4};                       ///< a forward step goes at most this many stages past the highest so far
   bool collision_avoidance{true};                 ///< TC2: the planner avoids collisions
 
+  static constexpr std::size_t max_nodes = 1024;  ///< most nodes a setting may have (N × N matrices)
+
   std::int32_t num_nodes() const { return static_cast<std::int32_t>(compute.size()); }
   std::int32_t num_stages() const { return static_cast<std::int32_t>(stages.size()); }
   /** @brief Microbatches in one iteration: |stage 0| · microbatches. */
@@ -87,7 +89,8 @@ struct setting {
   void check() const {
     auto fail = [](const std::string& m) { throw argument_error("skippipe setting: " + m); };
     const std::size_t n = compute.size();
-    if (n < 2) fail("compute must list at least 2 nodes (got " + std::to_string(n) + ")");
+    if (n < 2 || n > max_nodes)
+      fail("compute must list 2 to " + std::to_string(max_nodes) + " nodes (got " + std::to_string(n) + ")");
     for (std::size_t a = 0; a < n; ++a)
       if (!std::isfinite(compute[a]) || !(compute[a] > 0.0))
         fail("compute[" + std::to_string(a) + "] must be a finite time > 0");
