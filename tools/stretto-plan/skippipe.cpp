@@ -154,7 +154,11 @@ void run_skippipe(const skippipe_arguments& args, std::ostream& out) {
   out << "  shortest: " << shortest->name << " (" << fixed(100.0 * (1.0 - shortest->run->iteration_time / base), 1)
       << " % shorter than the full pipeline)\n";
   out << "  planner: " << plan.expansions << " candidates, " << plan.solutions << " simulated, agent makespan "
-      << fixed(plan.makespan) << ", TC2 " << (plan.collision_free ? "held" : "not enforced") << "\n\n";
+      << fixed(plan.makespan) << ", TC2 "
+      << (!s.collision_avoidance ? "off"
+          : plan.collision_free  ? "held"
+                                 : "dropped (no collision-free plan within the budget)")
+      << "\n\n";
   out << "per-node load: forwards per iteration (busy time)\n";
   out << "  node  stage  " << pad("name", 16, true) << pad("skippipe", 16) << pad("full-pipeline", 16) << pad("random-skip", 16) << "\n";
   for (std::int32_t n = 0; n < s.num_nodes(); ++n) {
