@@ -31,11 +31,15 @@ cost, the conflicts left, the sum of the costs). A popped candidate is checked i
 Each child re-plans its agent with A*. Branching on (i) and (ii) is complete (any valid plan
 leaves one of any cap + 1 agents off the stage or node), so without TC2 the first conflict-free
 candidate has the least makespan of all plans that satisfy the constraints; TC2's branching is
-the paper's heuristic and carries no bound. Conflict-free candidates are simulated
+the paper's heuristic and carries no bound. When this makespan-first search finds nothing within
+`exact_expansions` candidates (tight caps: in the paper's default configuration every node must
+get exactly `memory` agents), a conflict-first search (key: conflicts left, newest first) runs for
+`max_expansions`, and there each child re-plans its agent around the stages and nodes the other
+agents already fill to their caps when a path exists that way. Conflict-free candidates are simulated
 (`simulate`); the search stops after `max_solutions` (the paper: 8) of them, when one simulates
 below `early_stop` (0.88) × the first one's time, or after `max_expansions` candidates; the
 plan is the candidate with the shortest simulated iteration. When TC2 leaves no conflict-free
-candidate within the budget, the search runs again without it (the result says so).
+candidate within the budgets, both searches run again without it (`collision_free` is then false).
 
 The seed only breaks ties (between equal-cost agents, nodes and candidates): the same setting and
 seed give the same plan.
@@ -387,7 +391,6 @@ inline plan_result run_cbs(const setting& s, const planner_options& o, bool tc2,
   summarize(root);
   using key = std::tuple<double, std::int64_t, double, std::size_t>;
   std::priority_queue<key, std::vector<key>, std::greater<>> open;
-  std::vector<branch> pending;
   {
     std::int64_t score = 0;
     (void)cbs_conflict(s, root, tc2, agent_tie, score);
