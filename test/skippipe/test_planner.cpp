@@ -123,7 +123,8 @@ TEST_CASE("skippipe.planner.cbs_finds_the_least_makespan" * doctest::timeout(60)
   // Without TC2 the conflict-based search is complete on the caps, so its first conflict-free
   // candidate has the least makespan of all path sets that satisfy them (checked exhaustively:
   // 2 agents with memory 1, 4 agents with memory 2 and two microbatches per data node).
-  for (const auto& [memory, microbatches] : {std::pair{1, 1}, std::pair{2, 2}}) {
+  for (const auto& shape : {std::pair{1, 1}, std::pair{2, 2}}) {
+    const std::int32_t memory = shape.first, microbatches = shape.second;
     for (std::uint64_t seed = 1; seed <= 12; ++seed) {
       CAPTURE(memory);
       CAPTURE(seed);
