@@ -2,8 +2,8 @@
 # folders below it, and a backend never includes another backend. Run as
 #   cmake -DSOURCE_DIR=<repo> -P check_layers.cmake
 # The order, lowest first (docs/architecture.md says why):
-#   detail, core, validate, policies, compile_time, sim, plan, graph, io
-set(_layers detail core validate policies compile_time sim plan graph io)
+#   detail, core, validate, policies, compile_time, sim, plan, skippipe, graph, io
+set(_layers detail core validate policies compile_time sim plan skippipe graph io)
 set(_backends mpi kokkos cbc)
 list(JOIN _layers " < " _order)
 

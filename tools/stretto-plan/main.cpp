@@ -45,6 +45,7 @@ status 1. `--help` prints the usage on stdout and exits with status 0.
 #include "data_parallel.hpp"
 #include "exchange.hpp"
 #include "plan.hpp"
+#include "skippipe.hpp"
 
 namespace {
 
@@ -381,12 +382,15 @@ int main(int argc, char** argv) {
   show->footer("Times not given default to T_F = T_B = T_W = 1, T_comm = 0 (unless --costs gives them).\n"
                "Exit status: 0 on success, 2 for a bad argument, 1 for an internal error.");
   stretto_plan::add_show_options(*show, show_options);
+  stretto_plan::skippipe_arguments skippipe_args;
+  CLI::App* skippipe = stretto_plan::add_skippipe_command(app, skippipe_args);
 
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     if (e.get_exit_code() == static_cast<int>(CLI::ExitCodes::Success)) return app.exit(e);  // --help
-    if (!list->parsed() && !simulate->parsed() && !compare->parsed() && !export_command->parsed() && !show->parsed()) {
+    if (!list->parsed() && !simulate->parsed() && !compare->parsed() && !export_command->parsed() && !show->parsed() &&
+        !skippipe->parsed()) {
       std::string commands;
       for (const CLI::App* command : std::as_const(app).get_subcommands([](const CLI::App*) { return true; }))
         commands += (commands.empty() ? "" : ", ") + command->get_name();
@@ -401,6 +405,7 @@ int main(int argc, char** argv) {
                      : compare->parsed() ? "compare "
                      : export_command->parsed() ? "export "
                      : show->parsed() ? "show "
+                     : skippipe->parsed() ? "skippipe "
                                       : "") +
                     "--help' for usage",
                 exit_bad_argument);
@@ -412,6 +417,10 @@ int main(int argc, char** argv) {
       return flush_report();
     }
     if (compare->parsed()) return run_compare(compare_args, compare->count("--chunks") > 0);
+    if (skippipe->parsed()) {
+      stretto_plan::run_skippipe(skippipe_args, std::cout);
+      return flush_report();
+    }
     if (export_command->parsed()) {
       default_unit_times(export_args);
       const stretto_plan::simulate_request request = to_request(export_args);
