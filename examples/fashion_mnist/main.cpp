@@ -46,6 +46,7 @@
 #include <stretto/io/svg.hpp>
 #include <stretto/stretto.hpp>
 
+#include "activation_memory.hpp"
 #include "idx.hpp"
 #include "mlp_model.hpp"
 
@@ -277,6 +278,7 @@ int train(const options& opt, int rank, int size) {
   stretto::mpi::communicator replica_comm(MPI_COMM_WORLD, shape, comm_options);  // bidirectional: gradient sums
   std::optional<stretto::kokkos::executor<model_type, stretto::mpi::communicator>> exec;
   exec.emplace(plan, model, comm);
+  model.set_memory_probe([&exec] { return exec->pool().bytes_in_use(); });  // peak activation bytes
   std::optional<stretto::sim::op_time_profile> profile;  // while --schedule auto measures
   if (automatic) profile.emplace(stages);
 
@@ -352,6 +354,7 @@ int train(const options& opt, int rank, int size) {
         if (step + 1 == std::min<std::int64_t>(opt.profile_steps, steps)) {
           plan = replan(*profile, shape, memory_limit, rank);
           exec.emplace(plan, model, comm);
+          model.set_memory_probe([&exec] { return exec->pool().bytes_in_use(); });  // measure the new plan
           if (rank == 0) {
             const stretto::sim::stage_costs costs = profile->costs();
             std::printf("auto: re-planned from %lld steps of zb-h1 (memory limit %g M_B); simulated bubble rate "
@@ -417,6 +420,13 @@ int train(const options& opt, int rank, int size) {
                 static_cast<double>(steps * opt.batch_size) / epoch_seconds, measured_bubble, simulated_bubble);
     std::fflush(stdout);
   }
+  // Peak activation memory per rank, measured (executor buffers + the model's state) and predicted.
+  stretto::examples::report_activation_memory(
+      MPI_COMM_WORLD, static_cast<double>(model.peak_activation_bytes()),
+      stretto::examples::predict_activation_memory(widths, cut.boundaries, plan, opt.batch_size / opt.microbatches,
+                                                   sizeof(matrix_type::value_type),
+                                                   stretto::kokkos::executor_options{}.receive_lookahead)
+          .peak[static_cast<std::size_t>(rank)]);
   return 0;
 }
 

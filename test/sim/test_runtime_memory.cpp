@@ -61,6 +61,18 @@ TEST_CASE("sim.runtime_memory.one_f_one_b_walked_by_hand" * doctest::timeout(10)
   const std::vector<double> bare = stretto::sim::runtime_peak_memory(s, costs, buffers);
   CHECK(bare[0] == doctest::Approx(2.75));
   CHECK(bare[1] == doctest::Approx(1.75));
+  // A gradient sent to another rank (0.3, only stage 1 has one to send) is held during its BW and
+  // the next op: rank 1 at BW(1, 0) 1.85 + 0.3; at F(1, 1) after it 1 + 0.1 + 0.3 = 1.4, less.
+  // Rank 0's stage 0 sends no gradient: unchanged.
+  buffers.receive_lookahead = 2;
+  buffers.gradient_send = {0.3, 0.3};
+  const std::vector<double> sending = stretto::sim::runtime_peak_memory(s, costs, buffers);
+  CHECK(sending[0] == doctest::Approx(2.95));
+  CHECK(sending[1] == doctest::Approx(2.15));
+  // With M_B = 0 only buffers count: at F(1, 1) the lingering 0.3 and the posted 0.1 (0.4) are
+  // below BW(1, 0)'s 0.5 (its B's allocation) + 0.25 + 0.1 + 0.3 = 1.15.
+  const uniform_costs buffers_only{1.0, 1.0, 1.0, 0.0, 0.0, 0.5};
+  CHECK(stretto::sim::runtime_peak_memory(s, buffers_only, buffers)[1] == doctest::Approx(1.15));
 }
 
 TEST_CASE("sim.runtime_memory.split_backward_with_m_w_above_m_b" * doctest::timeout(10)) {

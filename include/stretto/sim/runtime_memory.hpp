@@ -15,6 +15,9 @@ reproductions check. An executor that runs the schedule also holds, at each mome
 - the **gradient buffers of a running backward**: while B or BW runs, its incoming and outgoing
   gradients and any scratch it needs (e.g. the input gradients of a stage's inner layers), freed
   when it ends;
+- a **send in flight**: the executor tests its sends after each op, so the buffer of a B's
+  outgoing gradient to another rank is held until the end of the op after that B at least (an F's
+  output is kept by the model for its backward anyway);
 - inside a **BW that runs as B then W** (the executor's fused BW when the model has no fused
   backward), B's own allocation M_W − M_B when M_W > M_B, until W frees it.
 
@@ -46,7 +49,10 @@ namespace stretto::sim {
 - `gradient_message[s]`: the buffer that receives B(s)'s or BW(s)'s output gradient when stage
   s + 1 is on another rank.
 - `backward_transient[s]`: what B(s) or BW(s) holds while it runs besides the memory model's
-  deltas (its incoming and outgoing gradient, scratch), freed at its end.
+  deltas (its incoming gradient, scratch, an outgoing gradient that stays on the rank), freed at
+  its end.
+- `gradient_send[s]`: B(s)'s or BW(s)'s outgoing gradient when stage s − 1 is on another rank,
+  held from its start until the end of the next op (or F&B pair) of its rank.
 
 An empty vector means 0 on every stage.
 @throws argument_error from `check` when a vector is neither empty nor S long, a value is negative
@@ -57,6 +63,7 @@ struct runtime_buffers {
   std::vector<double> activation_message;
   std::vector<double> gradient_message;
   std::vector<double> backward_transient;
+  std::vector<double> gradient_send;
 
   /** @brief Throws `argument_error` naming the field unless every vector fits `shape` (see above). */
   void check(const pipeline_shape& shape) const {
@@ -75,6 +82,7 @@ struct runtime_buffers {
     check_values("activation_message", activation_message);
     check_values("gradient_message", gradient_message);
     check_values("backward_transient", backward_transient);
+    check_values("gradient_send", gradient_send);
   }
 };
 
@@ -87,7 +95,8 @@ While op i runs (both ops of an F&B pair, which the executor runs as one unit) i
 what the ops before it kept, the op's own allocation (an F's M_B; a B's M_W − M_B when M_W > M_B,
 also inside a BW), `backward_transient` of a running B or BW, and the receive buffers of the
 ops after it, up to i + `receive_lookahead` (+ 1 for a pair), that take their input from another
-rank. With every buffer 0 and M_W ≤ M_B it equals `peak_memory(s, costs)`.
+rank, and the `gradient_send` of a B or BW to another rank that is op i or the op (pair) before
+it. With every buffer 0 and M_W ≤ M_B it equals `peak_memory(s, costs)`.
 In the cost model's memory unit. **Complexity.** O(N·lookahead) for N ops.
 @throws argument_error from `buffers.check(s.shape())`.
 */
@@ -112,10 +121,12 @@ std::vector<double> runtime_peak_memory(const schedule& s, const Costs& costs, c
     };
     double held = 0.0;
     double most = 0.0;
+    double sending = 0.0;  // gradients the previous op (pair) sent to another rank
     for (std::size_t i = 0; i < list.size();) {
       const std::size_t width = list[i].overlapped && i + 1 < list.size() ? 2 : 1;
-      double running = held;
+      double running = held + sending;
       double delta = 0.0;
+      sending = 0.0;
       for (std::size_t k = i; k < i + width; ++k) {
         const op& o = list[k];
         const double d = costs.memory_delta(o, shape);
@@ -125,8 +136,12 @@ std::vector<double> runtime_peak_memory(const schedule& s, const Costs& costs, c
           const double b = costs.memory_delta(op{op_kind::backward_input, o.stage, o.microbatch}, shape);
           running += b > 0.0 ? b : 0.0;
         }
-        if (produces_input_gradient(o.kind)) running += at(buffers.backward_transient, o.stage);
+        if (produces_input_gradient(o.kind)) {
+          running += at(buffers.backward_transient, o.stage);
+          if (o.stage > 0 && s.rank_of(o.stage - 1, o.microbatch) != r) sending += at(buffers.gradient_send, o.stage);
+        }
       }
+      running += sending;
       const std::size_t last_posted = i + width - 1 + static_cast<std::size_t>(buffers.receive_lookahead);
       for (std::size_t j = i + width; j < list.size() && j <= last_posted; ++j) running += receive(j);
       most = running > most ? running : most;

@@ -57,8 +57,9 @@ of `M::matrix_type` (a `stretto::kokkos::matrix`).
 Optionally `model.backward(s, mb, x, y)` runs a fused BW; without it BW is B then W.
 
 **Overlapped F&B pairs** (DualPipe, DualPipeV; `op::overlapped`). The executor runs a pair as the
-simulator prices it (docs/timing-model.md, "Overlapped F&B pairs"): it waits until the inputs of
-both ops are there, runs the pair, and posts both ops' messages when the pair has ended.
+simulator prices it (docs/timing-model.md, "Overlapped F&B pairs in the executor"): it waits
+until the inputs of both ops are there, runs the pair, and posts both ops' messages when the
+pair has ended.
 Optionally `model.forward_backward(f, x, y, b, dy, dx)` runs the pair together (`f` the F op
 with input x and output y, `b` the B or BW op with output gradient dy and input gradient dx,
 dx with 0 rows on stage 0; a BW must also do W's work); the simulator prices that with the cost
@@ -263,6 +264,17 @@ class buffer_pool {
   std::size_t size() const noexcept { return slots_.size(); }
   /** @brief Buffers allocated since construction (equals `size()`: none is ever released). */
   std::size_t allocations() const noexcept { return allocations_; }
+  /**
+  @brief Bytes of the buffers someone besides the pool holds a view of, each counted whole
+  (rows × cols × value size, also when a shorter view of it is in use): the activation memory
+  the pool's users hold now. O(number of buffers), no allocation.
+  */
+  std::size_t bytes_in_use() const noexcept {
+    std::size_t bytes = 0;
+    for (const Matrix& m : slots_)
+      if (m.use_count() > 1) bytes += m.span() * sizeof(typename Matrix::value_type);
+    return bytes;
+  }
   /** @brief Buffers someone besides the pool holds a view of. */
   std::size_t in_use() const noexcept {
     return static_cast<std::size_t>(std::count_if(slots_.begin(), slots_.end(), [](const Matrix& m) { return m.use_count() > 1; }));
@@ -429,6 +441,7 @@ class executor {
       }
       notify(&observer::on_wait_begin, i, o, clock::now());
       await_input(o);
+      release_completed_sends();  // sends that completed during the wait free their buffers before the op
       notify(&observer::on_compute_begin, i, o, clock::now());
       bool sent = false;
       switch (o.kind) {
@@ -575,6 +588,7 @@ class executor {
     notify(&observer::on_wait_begin, i + 1, second, wait);
     await_input(first);
     await_input(second);
+    release_completed_sends();
     double loss = 0.0;
     bool sent[2] = {false, false};
     const bool f_first = first.kind == op_kind::forward;
