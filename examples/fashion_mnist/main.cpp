@@ -47,6 +47,7 @@
 #include <stretto/io/svg.hpp>
 #include <stretto/stretto.hpp>
 
+#include "activation_memory.hpp"
 #include "idx.hpp"
 #include "mlp_model.hpp"
 
@@ -307,6 +308,7 @@ int train(const options& opt, int rank, int size) {
     exec->add_observer(*reduction_hook);
   };
   attach_reduction();
+  model.set_memory_probe([&exec] { return exec->pool().bytes_in_use(); });  // peak activation bytes
   std::optional<stretto::sim::op_time_profile> profile;  // while --schedule auto measures
   if (automatic) profile.emplace(stages);
 
@@ -402,6 +404,7 @@ int train(const options& opt, int rank, int size) {
           plan = replan(*profile, shape, memory_limit, rank);
           exec.emplace(plan, model, comm);
           attach_reduction();
+          model.set_memory_probe([&exec] { return exec->pool().bytes_in_use(); });  // measure the new plan
           if (rank == 0) {
             const stretto::sim::stage_costs costs = profile->costs();
             std::printf("auto: re-planned from %lld steps of zb-h1 (memory limit %g M_B); simulated bubble rate "
@@ -472,6 +475,13 @@ int train(const options& opt, int rank, int size) {
                 1e3 * totals[2] / (static_cast<double>(size) * static_cast<double>(steps)));
     std::fflush(stdout);
   }
+  // Peak activation memory per rank, measured (executor buffers + the model's state) and predicted.
+  stretto::examples::report_activation_memory(
+      MPI_COMM_WORLD, static_cast<double>(model.peak_activation_bytes()),
+      stretto::examples::predict_activation_memory(widths, cut.boundaries, plan, opt.batch_size / dp / opt.microbatches,
+                                                   sizeof(matrix_type::value_type),
+                                                   stretto::kokkos::executor_options{}.receive_lookahead)
+          .peak[static_cast<std::size_t>(rank)]);
   return 0;
 }
 

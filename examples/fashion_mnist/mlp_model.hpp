@@ -28,6 +28,7 @@ comparable bit for bit up to summation order.
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <random>
 #include <span>
 #include <stdexcept>
@@ -131,6 +132,7 @@ class mlp_model {
   }
 
   void forward(std::int32_t s, std::int32_t mb, const matrix_type& x, const matrix_type& y) {
+    sample_memory();
     microbatch_state& state = state_slot(s, mb);
     if (state.live)
       throw std::logic_error(stretto::detail::cat("mlp_model: forward of stage ", s, ", mb ", mb,
@@ -149,8 +151,13 @@ class mlp_model {
       dense_forward(l, state.acts[k], out);
       state.acts[k + 1] = out;
     }
-    if (training_) state.live = true;
-    else release(state);
+    if (training_) {
+      state.live = true;
+      for (std::size_t k = 0; k + 1 < n; ++k) state_bytes_ += bytes_of(state.hidden[k]);
+      sample_memory();
+    } else {
+      release(state);
+    }
   }
 
   /** @brief Softmax cross-entropy of microbatch `mb`; writes d loss / d logits; returns the loss. */
@@ -172,6 +179,7 @@ class mlp_model {
           sum += static_cast<double>((std::log(z) + top - logits(i, label)) * scale);
         },
         total);
+    sample_memory();
     return total;
   }
 
@@ -200,6 +208,7 @@ class mlp_model {
   }
 
   void backward_input(std::int32_t s, std::int32_t mb, const matrix_type& dy, const matrix_type& dx) {
+    sample_memory();
     auto& state = saved_state(s, mb);
     const std::int32_t first = first_layer(s);
     const std::int32_t last = first_layer(s + 1) - 1;
@@ -226,9 +235,20 @@ class mlp_model {
         KokkosBlas::gemm("N", "N", Scalar(1), dz, layer(l).weight, Scalar(0), dx);
       }
     }
+    // Held until W: the ReLU gradients; held while B runs: the inner layers' input gradients.
+    std::size_t kept = 0, scratch = 0;
+    for (std::int32_t l = first; l <= last; ++l) {
+      const auto k = static_cast<std::size_t>(l - first);
+      if (has_relu(l)) kept += bytes_of(state.dz_store[k]);
+      if (l > first) scratch += bytes_of(state.dx_store[k]);
+    }
+    state_bytes_ += kept + scratch;
+    sample_memory();
+    state_bytes_ -= scratch;
   }
 
   void backward_weight(std::int32_t s, std::int32_t mb) {
+    sample_memory();
     auto& state = saved_state(s, mb);
     const std::int32_t first = first_layer(s);
     for (std::int32_t l = first; l < first_layer(s + 1); ++l) {
@@ -244,6 +264,11 @@ class mlp_model {
             for (std::int64_t i = 0; i < rows; ++i) sum += dz(i, j);
             db(j) += sum;
           });
+    }
+    for (std::int32_t l = first; l < first_layer(s + 1); ++l) {
+      const auto k = static_cast<std::size_t>(l - first);
+      if (l + 1 < first_layer(s + 1)) state_bytes_ -= bytes_of(state.hidden[k]);
+      if (has_relu(l)) state_bytes_ -= bytes_of(state.dz_store[k]);
     }
     release(state);
   }
@@ -381,6 +406,29 @@ class mlp_model {
     return out;
   }
 
+  // ---- activation memory meter ------------------------------------------------------------------
+  /**
+  @brief Starts measuring the activation memory held on this rank (see `peak_activation_bytes`):
+  `executor_bytes` returns what the executor's buffers hold now (e.g. `exec.pool().bytes_in_use()`:
+  received inputs, outputs and gradients, receives posted ahead, sends in flight, and the views
+  this model keeps of them). Resets the peak.
+  */
+  void set_memory_probe(std::function<std::size_t()> executor_bytes) {
+    executor_bytes_ = std::move(executor_bytes);
+    peak_bytes_ = 0;
+  }
+  /**
+  @brief The most activation memory this rank held at once while training, in bytes, since
+  `set_memory_probe`: the executor's buffers in use plus this model's own buffers of the
+  microbatches between F and W (inner layers' outputs from F, ReLU gradients from B) and, while a
+  B runs, its inner input gradients. Sampled at the start and end of every stage function (the
+  memory only grows inside one, and the receives posted between ops are there at the next start).
+  Buffers a state keeps for reuse after W are not counted: they hold nothing needed.
+  */
+  std::size_t peak_activation_bytes() const noexcept { return peak_bytes_; }
+  /** @brief Bytes of this model's own buffers held by microbatches between F and W now. */
+  std::size_t held_state_bytes() const noexcept { return state_bytes_; }
+
   /** @brief Microbatches whose saved state is still held, from F to W (for memory checks). */
   std::size_t held_microbatches() const {
     std::size_t n = 0;
@@ -415,6 +463,12 @@ class mlp_model {
   static const matrix_type& reuse(matrix_type& slot, const char* label, std::size_t rows, std::int64_t cols) {
     if (slot.extent(0) != rows || static_cast<std::int64_t>(slot.extent(1)) != cols) slot = allocate(label, rows, cols);
     return slot;
+  }
+  static std::size_t bytes_of(const matrix_type& m) noexcept { return m.span() * sizeof(Scalar); }
+  void sample_memory() {
+    if (!executor_bytes_ || !training_) return;
+    const std::size_t now = executor_bytes_() + state_bytes_;
+    peak_bytes_ = now > peak_bytes_ ? now : peak_bytes_;
   }
   // Drops the views a state was handed (keeping its own buffers) and marks it free.
   static void release(microbatch_state& state) {
@@ -526,6 +580,9 @@ class mlp_model {
   Scalar loss_denominator_{1};
   std::vector<std::int64_t> correct_;
   bool training_{true};
+  std::function<std::size_t()> executor_bytes_;  // the memory probe; empty: not measuring
+  std::size_t state_bytes_{0};                   // own buffers of microbatches between F and W
+  std::size_t peak_bytes_{0};
 };
 
 }  // namespace stretto::examples

@@ -23,6 +23,7 @@ graph is separate: `stretto/graph/dependency_graph.hpp` (target `stretto::boost_
 #include "plan/auto_schedule.hpp"
 #include "sim/cost_model.hpp"
 #include "sim/profile.hpp"
+#include "sim/runtime_memory.hpp"
 #include "plan/refine.hpp"
 #include "sim/simulator.hpp"
 #include "sim/timeline.hpp"

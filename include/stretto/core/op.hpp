@@ -50,8 +50,8 @@ constexpr bool produces_input_gradient(op_kind kind) noexcept {
 run as one overlapped forward-and-backward unit (DualPipe's F&B, DeepSeek-V3; docs/schedules.md §9):
 the pair is one F and one B or BW of different (stage, microbatch) (`validate`, rule
 `overlap`); the simulator starts the pair when the rank is free and both ops' inputs are ready
-and prices it with the cost model's overlap time (`sim::overlap_time`); an executor may run the
-two ops one after the other. It is false for every op of the other schedules, so
+and prices it with the cost model's overlap time (`sim::overlap_time`), and both ops end together;
+the Kokkos executor runs it the same way (both inputs first, both messages at the pair's end). It is false for every op of the other schedules, so
 `op{kind, stage, microbatch}` keeps its meaning.
 */
 struct op {

@@ -56,6 +56,16 @@ of `M::matrix_type` (a `stretto::kokkos::matrix`).
 
 Optionally `model.backward(s, mb, x, y)` runs a fused BW; without it BW is B then W.
 
+**Overlapped F&B pairs** (DualPipe, DualPipeV; `op::overlapped`). The executor runs a pair as the
+simulator prices it (docs/timing-model.md, "Overlapped F&B pairs in the executor"): it waits
+until the inputs of both ops are there, runs the pair, and posts both ops' messages when the
+pair has ended.
+Optionally `model.forward_backward(f, x, y, b, dy, dx)` runs the pair together (`f` the F op
+with input x and output y, `b` the B or BW op with output gradient dy and input gradient dx,
+dx with 0 rows on stage 0; a BW must also do W's work); the simulator prices that with the cost
+model's overlap time (`sim::overlap_time`). Without it the two ops run one after the other in
+list order, priced as the two durations added up (the default overlap time).
+
 **Loss scaling.** `loss` must scale by the global batch (e.g. divide by the number of samples of
 the whole step) so that gradients summed over microbatches equal the full-batch gradient: the
 executor applies no scaling of its own.
@@ -254,6 +264,17 @@ class buffer_pool {
   std::size_t size() const noexcept { return slots_.size(); }
   /** @brief Buffers allocated since construction (equals `size()`: none is ever released). */
   std::size_t allocations() const noexcept { return allocations_; }
+  /**
+  @brief Bytes of the buffers someone besides the pool holds a view of, each counted whole
+  (rows × cols × value size, also when a shorter view of it is in use): the activation memory
+  the pool's users hold now. O(number of buffers), no allocation.
+  */
+  std::size_t bytes_in_use() const noexcept {
+    std::size_t bytes = 0;
+    for (const Matrix& m : slots_)
+      if (m.use_count() > 1) bytes += m.span() * sizeof(typename Matrix::value_type);
+    return bytes;
+  }
   /** @brief Buffers someone besides the pool holds a view of. */
   std::size_t in_use() const noexcept {
     return static_cast<std::size_t>(std::count_if(slots_.begin(), slots_.end(), [](const Matrix& m) { return m.use_count() > 1; }));
@@ -275,6 +296,8 @@ class buffer_pool {
 stage s−1, as `message_key`s, through `comm` when the other stage is on another rank, by a local
 hand-over (no copy, no message) when it is on the same rank. Receives are posted
 `receive_lookahead` ops ahead; a send's buffer is released as soon as its request completes.
+An overlapped F&B pair runs as one unit, once both of its inputs are there, and sends both of
+its messages at its end (see `stage_model`), as the simulator prices it.
 
 **Memory.** Every output, input gradient, loss gradient and receive buffer comes from a
 `buffer_pool` (`pool()`); after the first step of a shape, a step allocates nothing (see
@@ -407,10 +430,18 @@ class executor {
       if (needs_receive(list[i])) receive_ops_.push_back(i);
     next_receive_ = 0;
     for (std::size_t i = 0; i < list.size(); ++i) {
-      post_receives_through(list, i + static_cast<std::size_t>(options_.receive_lookahead));
       const op& o = list[i];
+      // An F&B pair (never in a forward-only pass, whose list has no pair) runs as one unit.
+      const bool pair = o.overlapped && i + 1 < list.size();
+      post_receives_through(list, i + (pair ? 1 : 0) + static_cast<std::size_t>(options_.receive_lookahead));
+      if (pair) {
+        loss += run_pair(list, i);
+        ++i;
+        continue;
+      }
       notify(&observer::on_wait_begin, i, o, clock::now());
       await_input(o);
+      release_completed_sends();  // sends that completed during the wait free their buffers before the op
       notify(&observer::on_compute_begin, i, o, clock::now());
       bool sent = false;
       switch (o.kind) {
@@ -422,7 +453,7 @@ class executor {
       Kokkos::fence();
       const auto end = clock::now();
       notify(&observer::on_compute_end, i, o, end);
-      post_unposted_send();
+      post_unposted_sends();
       if (!sent) notify(&observer::on_send_complete, i, o, end);
       release_completed_sends();
     }
@@ -442,6 +473,8 @@ class executor {
     typename Comm::request request;
     op sender{};
     std::size_t index{0};  // the sender's position in the running op list
+    message_key key{};     // a send's message, and its destination rank until it is posted (-1 after)
+    std::int32_t unposted_to{-1};
   };
 
   static constexpr bool host_accessible =
@@ -527,20 +560,76 @@ class executor {
     }
     b.sender = sender;
     b.index = index;
-    // Posted by `post_unposted_send` once the op's compute end is stamped: the receiver cannot
-    // then start before the end this rank records.
+    // Posted by `post_unposted_sends` once the op's (or its F&B pair's) compute end is stamped:
+    // the receiver cannot then start before the end this rank records.
+    b.key = key;
+    b.unposted_to = to_rank;
     sends_.push_back(std::move(b));
-    unposted_key_ = key;
-    unposted_to_ = to_rank;
     return true;
   }
 
-  void post_unposted_send() {
-    if (unposted_to_ < 0) return;
-    message_buffer& b = sends_.back();
-    b.request = comm_.post_send(unposted_key_, unposted_to_, static_cast<const scalar_type*>(transport_data(b)),
-                                b.device.size());
-    unposted_to_ = -1;
+  void post_unposted_sends() {
+    for (std::size_t k = sends_.size(); k-- > 0 && sends_[k].unposted_to >= 0;) {
+      message_buffer& b = sends_[k];
+      b.request = comm_.post_send(b.key, b.unposted_to, static_cast<const scalar_type*>(transport_data(b)),
+                                  b.device.size());
+      b.unposted_to = -1;
+    }
+  }
+
+  // Runs the F&B pair at `list[i]`, `list[i + 1]` as one unit: waits for both inputs, runs both
+  // ops (together through `model.forward_backward` when the model has it, else one after the
+  // other), then posts both messages. Returns the loss of the F when it is on the last stage.
+  double run_pair(std::span<const op> list, std::size_t i) {
+    const op& first = list[i];
+    const op& second = list[i + 1];
+    const auto wait = clock::now();
+    notify(&observer::on_wait_begin, i, first, wait);
+    notify(&observer::on_wait_begin, i + 1, second, wait);
+    await_input(first);
+    await_input(second);
+    release_completed_sends();
+    double loss = 0.0;
+    bool sent[2] = {false, false};
+    const bool f_first = first.kind == op_kind::forward;
+    const op& f = f_first ? first : second;
+    const op& b = f_first ? second : first;
+    if constexpr (requires(const matrix_type& m, const op& q) { model_.forward_backward(q, m, m, q, m, m); }) {
+      const auto start = clock::now();
+      notify(&observer::on_compute_begin, i, first, start);
+      notify(&observer::on_compute_begin, i + 1, second, start);
+      const matrix_type x = f.stage == 0 ? matrix_type(model_.input(f.microbatch)) : take_input(f, activation_in_);
+      matrix_type y = allocate("stretto::activation_out", model_.microbatch_rows(f.microbatch), model_.output_features(f.stage));
+      const matrix_type dy = take_input(b, gradient_in_);
+      matrix_type dx = b.stage == 0 ? matrix_type()
+                                    : allocate("stretto::gradient_out", model_.microbatch_rows(b.microbatch),
+                                               model_.input_features(b.stage));
+      model_.forward_backward(f, x, y, b, dy, dx);
+      loss = finish_forward(i + (f_first ? 0 : 1), f, false, std::move(y), sent[f_first ? 0 : 1]);
+      if (b.stage > 0)
+        sent[f_first ? 1 : 0] =
+            hand_over(i + (f_first ? 1 : 0), b, {message_direction::gradient, b.stage, b.stage - 1, b.microbatch}, std::move(dx));
+      Kokkos::fence();
+      const auto end = clock::now();
+      notify(&observer::on_compute_end, i, first, end);
+      notify(&observer::on_compute_end, i + 1, second, end);
+    } else {
+      auto run_one = [&](std::size_t index, const op& o, bool& o_sent) {
+        notify(&observer::on_compute_begin, index, o, clock::now());
+        if (o.kind == op_kind::forward) loss = run_forward(index, o, false, o_sent);
+        else run_backward(index, o, o_sent);
+        Kokkos::fence();
+        notify(&observer::on_compute_end, index, o, clock::now());
+      };
+      run_one(i, first, sent[0]);
+      run_one(i + 1, second, sent[1]);
+    }
+    post_unposted_sends();
+    const auto end = clock::now();
+    if (!sent[0]) notify(&observer::on_send_complete, i, first, end);
+    if (!sent[1]) notify(&observer::on_send_complete, i + 1, second, end);
+    release_completed_sends();
+    return loss;
   }
 
   double run_forward(std::size_t index, const op& o, bool forward_only, bool& sent) {
@@ -548,6 +637,12 @@ class executor {
     matrix_type output = allocate("stretto::activation_out", model_.microbatch_rows(o.microbatch),
                                   model_.output_features(o.stage));
     model_.forward(o.stage, o.microbatch, input, output);
+    return finish_forward(index, o, forward_only, std::move(output), sent);
+  }
+
+  // What follows F's computation: the output to the model (forward-only) or the loss on the last
+  // stage, else the output handed to the next stage. Returns the loss.
+  double finish_forward(std::size_t index, const op& o, bool forward_only, matrix_type output, bool& sent) {
     if (is_last(o.stage) && forward_only) {
       if constexpr (requires { model_.output(o.microbatch, output); }) model_.output(o.microbatch, output);
       return 0.0;
@@ -608,8 +703,6 @@ class executor {
   std::vector<std::size_t> receive_ops_;       // indices of the running op list's ops that receive
   std::size_t next_receive_{0};
   std::vector<message_buffer> sends_;          // sends still in flight, with their buffers
-  message_key unposted_key_{};                 // the send of the running op, posted after its end stamp
-  std::int32_t unposted_to_{-1};               // its destination rank; -1: none
   timeline_recorder recorder_;                 // the observer behind step_record
   buffer_pool<matrix_type> pool_;              // activations, gradients, receive buffers
   buffer_pool<host_matrix> host_pool_;         // host staging of messages (device memory only)
