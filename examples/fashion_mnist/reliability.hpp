@@ -44,6 +44,7 @@ struct reliability_options {
   double stall_ms = 0.0;     // > 0: random stalls of 0..stall_ms ms (see stall_injector)
   std::uint64_t stall_seed = 1;
   bool exact_loss = false;   // print each epoch's loss sum in hexadecimal (bit-exact comparisons)
+  bool skip_agreement = false;  // no start-up agreement: lets ranks that disagree meet a later check
 };
 
 inline void add_reliability_options(CLI::App& app, reliability_options& o) {
@@ -59,6 +60,7 @@ inline void add_reliability_options(CLI::App& app, reliability_options& o) {
   app.add_option("--fault-stall-ms", o.stall_ms)->group("");
   app.add_option("--fault-stall-seed", o.stall_seed)->group("");
   app.add_flag("--exact-loss", o.exact_loss)->group("");
+  app.add_flag("--fault-skip-agreement", o.skip_agreement)->group("");
 }
 
 // "A@B" → {A, B}; B may be "start" (−1). Throws std::invalid_argument naming the option.
@@ -97,19 +99,24 @@ inline std::string check_numbers(double timeout, double lr, double momentum, dou
   return {};
 }
 
-// Kills or stops this rank as --fault-kill / --fault-stop ask, at start-up (step −1).
+// Kills or stops this rank as --fault-kill / --fault-stop ask, at start-up (step −1). Prints the
+// wall-clock time of the fault first (t = seconds since the epoch), from which the fault tests
+// measure the time to failure.
 inline void maybe_fail_at(const reliability_options& o, int rank, std::int64_t step) {
+  const auto announce = [&](const char* what) {
+    const double now = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+    std::fprintf(stderr, "fault injection: rank %d %s itself at %s (t = %.3f)\n", rank, what,
+                 step < 0 ? "start-up" : stretto::detail::cat("step ", step).c_str(), now);
+    std::fflush(stderr);
+  };
   const auto kill = parse_at(o.kill, "--fault-kill");
   if (kill && kill->who == rank && kill->when == step) {
-    std::fprintf(stderr, "fault injection: rank %d kills itself at step %lld\n", rank, static_cast<long long>(step));
-    std::fflush(stderr);
+    announce("kills");
     std::raise(SIGKILL);
   }
   const auto stop = parse_at(o.stop, "--fault-stop");
   if (stop && stop->who == rank && stop->when == step) {
-    std::fprintf(stderr, "fault injection: rank %d stops itself at %s\n", rank,
-                 step < 0 ? "start-up" : stretto::detail::cat("step ", step).c_str());
-    std::fflush(stderr);
+    announce("stops");
     std::raise(SIGSTOP);
   }
 }
