@@ -157,47 +157,61 @@ class fault_observer final : public stretto::kokkos::observer {
   std::chrono::microseconds stall_{0};
 };
 
+// A non-finite value found in a step: where, and how close to its origin. A NaN loss makes every
+// gradient of that microbatch NaN, and a NaN gradient of stage s makes those of the stages before
+// it NaN, so several ranks find one in the same step; the one of highest `priority` (the loss,
+// else the highest stage) is the origin, and only it is reported.
+struct nonfinite_fault {
+  int priority{0};  // 0: none
+  std::string text;
+};
+
 // The numerical check of one step, before the optimizer step (and before the replicas' gradient
 // sum, so that the stage where a NaN appears is the one named): the loss of every microbatch on
-// the last stage, the gradients of every local stage. Returns the first fault as text ("" if
-// none).
+// the last stage, the gradients of every local stage.
 template <class Model>
-std::string find_nonfinite(const Model& model, std::span<const std::int32_t> local_stages, std::int32_t last_stage) {
+nonfinite_fault find_nonfinite(const Model& model, std::span<const std::int32_t> local_stages, std::int32_t last_stage) {
   for (const std::int32_t s : local_stages)
     if (s == last_stage) {
       const std::vector<double>& losses = model.microbatch_losses();
       for (std::size_t mb = 0; mb < losses.size(); ++mb)
         if (!std::isfinite(losses[mb]))
-          return stretto::detail::cat("non-finite loss (", number_text(losses[mb]), ") of microbatch ", mb, " on stage ", s);
+          return {2 * last_stage + 3,
+                  stretto::detail::cat("non-finite loss (", number_text(losses[mb]), ") of microbatch ", mb, " on stage ", s)};
     }
+  nonfinite_fault found;
   for (const std::int32_t s : local_stages)
-    if (!model.gradients_finite(s)) return stretto::detail::cat("non-finite gradient of stage ", s);
-  return {};
+    if (s + 1 > found.priority && !model.gradients_finite(s))
+      found = {s + 1, stretto::detail::cat("non-finite gradient of stage ", s)};
+  return found;
 }
 
-// The step's decision, after find_nonfinite: with --on-nonfinite abort a fault throws (the demo's
-// run_or_abort reports it from this rank and ends the job); with skip every rank learns, through
-// one bounded all-reduce, whether any rank found one, and then all skip the optimizer step
-// together (post-validation in the manner of the Zero Bubble paper, §5). Returns whether to apply
-// the step.
-inline bool agree_on_step(const std::string& fault, const reliability_options& o, int rank, std::int32_t epoch,
+// The step's decision, after find_nonfinite: one bounded all-reduce (MAXLOC of the priority)
+// tells every rank whether any rank found a non-finite value, and which rank found its origin.
+// With --on-nonfinite abort that rank throws (the demo's run_or_abort reports it and ends the
+// job) while the others wait for the abort; with skip every rank skips the optimizer step
+// (post-validation in the manner of the Zero Bubble paper, §5), and that rank says why.
+// Returns whether to apply the step.
+inline bool agree_on_step(const nonfinite_fault& fault, const reliability_options& o, int rank, std::int32_t epoch,
                           std::int64_t step, const stretto::mpi::collective_options& bounded) {
+  int mine[2] = {fault.priority, rank}, worst[2] = {0, 0};
+  stretto::mpi::allreduce(mine, worst, 1, MPI_2INT, MPI_MAXLOC, MPI_COMM_WORLD, bounded,
+                          "non-finite check: does any rank find a NaN or inf in this step");
+  if (worst[0] == 0) return true;
   const std::string where = stretto::detail::cat("step ", step + 1, " of epoch ", epoch);
   if (o.on_nonfinite == "abort") {
-    if (!fault.empty())
-      throw std::runtime_error(stretto::detail::cat(fault, " in ", where,
+    if (worst[1] == rank)
+      throw std::runtime_error(stretto::detail::cat(fault.text, " in ", where,
                                                     " (--on-nonfinite skip skips such steps; a smaller --lr may help)"));
-    return true;
+    std::this_thread::sleep_for(std::chrono::seconds(10));  // rank worst[1]'s abort ends this process first
+    throw std::runtime_error(stretto::detail::cat("rank ", worst[1], " found a non-finite value in ", where));
   }
-  int bad = fault.empty() ? 0 : 1;
-  stretto::mpi::allreduce(MPI_IN_PLACE, &bad, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD, bounded,
-                          "--on-nonfinite skip: does any rank skip this step");
-  if (!fault.empty()) {
+  if (worst[1] == rank) {
     std::fprintf(stderr, "fashion_mnist: rank %d: %s in %s; every rank skips this optimizer step\n", rank,
-                 fault.c_str(), where.c_str());
+                 fault.text.c_str(), where.c_str());
     std::fflush(stderr);
   }
-  return bad == 0;
+  return false;
 }
 
 }  // namespace stretto::examples
