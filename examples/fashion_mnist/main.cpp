@@ -326,8 +326,9 @@ int train(const options& opt, int rank, int size) {
         {"scalar type", std::is_same_v<matrix_type::value_type, double> ? "double" : "float"}};
     if (!opt.reliability.skip_agreement) stretto::mpi::require_agreement(MPI_COMM_WORLD, derived, bounded, "fashion_mnist");
   }
-  const stretto::mpi::communicator_options comm_options{std::chrono::duration<double>(opt.timeout),
-                                                        stretto::mpi::timeout_action::abort};
+  stretto::mpi::communicator_options comm_options{std::chrono::duration<double>(opt.timeout),
+                                                  stretto::mpi::timeout_action::abort};
+  comm_options.setup_timeout = comm_options.timeout;  // the ranks have just agreed: arrival skew is small
   stretto::mpi::communicator comm(MPI_COMM_WORLD, shape, comm_options);
   stretto::mpi::communicator replica_comm(MPI_COMM_WORLD, shape, comm_options);  // bidirectional: gradient sums
   std::optional<stretto::kokkos::executor<model_type, stretto::mpi::communicator>> exec;

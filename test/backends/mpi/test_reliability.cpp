@@ -45,6 +45,10 @@ TEST_CASE("mpi.reliability.timeouts_must_be_finite_and_positive") {
     CHECK_THROWS_WITH_AS(stretto::mpi::communicator(MPI_COMM_WORLD, stretto::pipeline_shape{world_size(), 2, 1}, o),
                          doctest::Contains("communicator's timeout must be a finite number"), stretto::argument_error);
   }
+  stretto::mpi::communicator_options o;
+  o.setup_timeout = std::chrono::duration<double>(std::numeric_limits<double>::quiet_NaN());
+  CHECK_THROWS_WITH_AS(stretto::mpi::communicator(MPI_COMM_WORLD, stretto::pipeline_shape{world_size(), 2, 1}, o),
+                       doctest::Contains("communicator's setup_timeout must be a finite number"), stretto::argument_error);
   CHECK_NOTHROW(stretto::mpi::check_timeout(std::chrono::duration<double>(1e-3)));
 }
 

@@ -72,6 +72,10 @@ struct communicator_options {
   /// The pause between hot polls; negative (the default): a yield when this node runs no more
   /// ranks than it has cores, else 20 µs of sleep.
   std::chrono::duration<double> hot_pause{-1.0};
+  /// How long construction waits for the last rank to arrive (its collectives); finite and above
+  /// 0. Negative (the default): the larger of `timeout` and 60 s, since ranks reach construction
+  /// after start-up work of different lengths, which a short message timeout should not count.
+  std::chrono::duration<double> setup_timeout{-1.0};
 };
 
 namespace detail {
@@ -141,9 +145,9 @@ and emulated pipelines, `bench/mpi`) and the choice of these defaults are in the
 **Errors.** The constructor throws `argument_error` when the pipeline needs more tags than the
 MPI library offers (`MPI_TAG_UB`), when the communicator's size differs from the number of
 ranks, when `progress_mode::thread` is asked for but MPI runs below `MPI_THREAD_MULTIPLE`, or
-when the timeout is not a finite number of seconds above 0. Construction itself is bounded: its
+when a timeout is not a finite number of seconds above 0. Construction itself is bounded: its
 collectives (`MPI_Comm_idup`, an `MPI_Iallgather`) report a rank that never arrives after
-`timeout`, as `collectives.hpp` describes.
+`setup_timeout`, as `collectives.hpp` describes.
 `wait` reports a timeout with the rank, the waiting op and the message (see `timeout_action`),
 and a received message of the wrong size as an error naming both sizes.
 
@@ -203,6 +207,10 @@ class communicator {
   communicator(MPI_Comm comm, const pipeline_shape& shape, communicator_options options = {})
       : shape_(shape), options_(options) {
     check_timeout(options_.timeout, "communicator's timeout");
+    const std::chrono::duration<double> setup =
+        options_.setup_timeout.count() < 0 ? std::max(options_.timeout, std::chrono::duration<double>(60.0))
+                                           : options_.setup_timeout;
+    check_timeout(setup, "communicator's setup_timeout");
     int size = 0;
     MPI_Comm_size(comm, &size);
     if (size != shape.num_ranks)
@@ -230,8 +238,8 @@ class communicator {
     max_outstanding_ = 4 * static_cast<std::size_t>(shape.num_chunks) * static_cast<std::size_t>(shape.num_microbatches) + 8;
     active_.reserve(max_outstanding_);
     spare_states_.reserve(max_outstanding_);
-    // Bounded like every wait: a rank that never arrives is reported after `timeout`.
-    const collective_options bounded{options_.timeout, options_.on_timeout};
+    // Bounded like every wait: a rank that never arrives is reported after `setup_timeout`.
+    const collective_options bounded{setup, options_.on_timeout};
     comm_ = duplicate(comm, bounded, "constructing stretto::mpi::communicator");
     control_ = duplicate(comm, bounded, "constructing stretto::mpi::communicator");
     MPI_Comm_rank(comm_, &rank_);
