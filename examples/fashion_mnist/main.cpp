@@ -25,7 +25,9 @@
 #include <Kokkos_Core.hpp>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
@@ -33,15 +35,19 @@
 #include <numeric>
 #include <optional>
 #include <random>
-#include <span>
+#include <set>
 #include <span>
 #include <sstream>
+#include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include <stretto/kokkos/executor.hpp>
+#include <stretto/mpi/abort.hpp>
+#include <stretto/mpi/agreement.hpp>
+#include <stretto/mpi/collectives.hpp>
 #include <stretto/mpi/communicator.hpp>
-#include <stretto/mpi/replicas.hpp>
 #include <stretto/training/pipeline.hpp>
 #include <stretto/io/chrome_trace.hpp>
 #include <stretto/io/svg.hpp>
@@ -50,6 +56,7 @@
 #include "activation_memory.hpp"
 #include "idx.hpp"
 #include "mlp_model.hpp"
+#include "reliability.hpp"
 
 namespace {
 
@@ -76,7 +83,28 @@ struct options {
   std::string timeline_file;        // --timeline: SVG of one measured step
   std::int64_t trace_step = 5;      // --trace-step: which step of epoch 1 (clamped to the last)
   std::int32_t data_parallel = 1;   // --data-parallel: copies of the pipeline (ranks = D x pipeline ranks)
+  stretto::examples::reliability_options reliability;  // --on-nonfinite and the fault-test hooks
 };
+
+// Once the ranks depend on each other (once training starts), an error is one rank's
+// own: it is reported by that rank and ends the job (stretto::mpi::run_or_abort), not treated as
+// a usage error that every rank found.
+bool ranks_started = false;
+
+// Every option, as the start-up agreement compares them (--data may differ between nodes).
+std::vector<stretto::mpi::agreement_field> option_fields(const options& o, const std::string& parse_error) {
+  const auto text = [](auto v) {
+    if constexpr (std::is_floating_point_v<decltype(v)>) return stretto::examples::number_text(v);
+    else return stretto::detail::cat(v);
+  };
+  return {{"command line", parse_error.empty() ? "valid" : "invalid: " + parse_error},
+          {"schedule", o.schedule}, {"microbatches", text(o.microbatches)}, {"batch-size", text(o.batch_size)},
+          {"epochs", text(o.epochs)}, {"lr", text(o.lr)}, {"momentum", text(o.momentum)}, {"seed", text(o.seed)},
+          {"train-samples", text(o.train_samples)}, {"hidden", o.hidden}, {"chunks", text(o.chunks)},
+          {"timeout", text(o.timeout)}, {"memory-limit", text(o.memory_limit)}, {"profile-steps", text(o.profile_steps)},
+          {"trace-step", text(o.trace_step)}, {"on-nonfinite", o.reliability.on_nonfinite},
+          {"data-parallel", text(o.data_parallel)}};
+}
 
 // An error that every rank detected identically (arguments, shapes): printed once, exit 2.
 struct usage_error {
@@ -148,19 +176,21 @@ struct op_time_sums {
 // trace (--trace) and an SVG picture (--timeline). Collective over MPI_COMM_WORLD.
 void write_step_pictures(const std::vector<stretto::sim::op_timing>& mine, const stretto::schedule& plan,
                          std::int64_t step, int rank, int size, const options& opt) {
+  const stretto::mpi::collective_options bounded{std::chrono::duration<double>(opt.timeout)};
   std::vector<double> packed;  // per op: kind, stage, microbatch, overlapped, start, end
   for (const auto& t : mine)
     packed.insert(packed.end(), {static_cast<double>(t.what.kind), static_cast<double>(t.what.stage),
                                  static_cast<double>(t.what.microbatch), t.what.overlapped ? 1.0 : 0.0, t.start, t.end});
   int count = static_cast<int>(packed.size());
   std::vector<int> counts(static_cast<std::size_t>(size)), offsets(static_cast<std::size_t>(size));
-  MPI_Gather(&count, 1, MPI_INT, counts.data(), 1, MPI_INT, 0, MPI_COMM_WORLD);
+  stretto::mpi::gather(&count, 1, MPI_INT, counts.data(), 1, MPI_INT, 0, MPI_COMM_WORLD, bounded, "--trace: op counts");
   std::vector<double> all;
   if (rank == 0) {
     std::partial_sum(counts.begin(), counts.end() - 1, offsets.begin() + 1);
     all.resize(static_cast<std::size_t>(offsets.back() + counts.back()));
   }
-  MPI_Gatherv(packed.data(), count, MPI_DOUBLE, all.data(), counts.data(), offsets.data(), MPI_DOUBLE, 0, MPI_COMM_WORLD);
+  stretto::mpi::gatherv(packed.data(), count, MPI_DOUBLE, all.data(), counts.data(), offsets.data(), MPI_DOUBLE, 0,
+                        MPI_COMM_WORLD, bounded, "--trace: op timings");
   if (rank != 0) return;
   std::vector<std::vector<stretto::sim::op_timing>> lists(static_cast<std::size_t>(size));
   op_time_sums sums(plan.num_stages());
@@ -213,12 +243,14 @@ void write_step_pictures(const std::vector<stretto::sim::op_timing>& mine, const
 // numbers, become per-stage costs; the automatic scheduler plans from them (deterministically, so
 // every rank gets the same schedule).
 stretto::schedule replan(stretto::sim::op_time_profile& profile, const stretto::pipeline_shape& shape,
-                         double memory_limit, int rank) {
+                         double memory_limit, int rank, const stretto::mpi::collective_options& bounded) {
   for (std::span<double> values : {profile.sums(), profile.counts()}) {
     std::vector<double> total(values.size(), 0.0);
-    MPI_Reduce(values.data(), total.data(), static_cast<int>(values.size()), MPI_DOUBLE, MPI_SUM, 0, MPI_COMM_WORLD);
+    stretto::mpi::reduce(values.data(), total.data(), static_cast<int>(values.size()), MPI_DOUBLE, MPI_SUM, 0,
+                         MPI_COMM_WORLD, bounded, "--schedule auto: summed op times");
     if (rank == 0) std::copy(total.begin(), total.end(), values.begin());
-    MPI_Bcast(values.data(), static_cast<int>(values.size()), MPI_DOUBLE, 0, MPI_COMM_WORLD);
+    stretto::mpi::broadcast(values.data(), static_cast<int>(values.size()), MPI_DOUBLE, 0, MPI_COMM_WORLD, bounded,
+                            "--schedule auto: summed op times");
   }
   return stretto::plan::auto_schedule(shape, profile.costs(), memory_limit);
 }
@@ -245,7 +277,12 @@ int train(const options& opt, int rank, int size) {
   if (dp > 1 && (!opt.trace_file.empty() || !opt.timeline_file.empty()))
     throw usage_error{"--trace and --timeline draw one pipeline; run them with --data-parallel 1"};
   const std::int32_t pp = size / dp;
-  if (opt.timeout <= 0) throw usage_error{"--timeout must be positive (seconds)"};
+  if (const std::string bad = stretto::examples::check_numbers(opt.timeout, opt.lr, opt.momentum, opt.memory_limit,
+                                                                 opt.reliability.stall_ms);
+      !bad.empty())
+    throw usage_error{bad};
+  const stretto::mpi::collective_options bounded{std::chrono::duration<double>(opt.timeout),
+                                                 stretto::mpi::timeout_action::abort};
   const auto num_layers = static_cast<std::int32_t>(widths.size()) - 1;
   if (opt.chunks < 0) throw usage_error{"--chunks must be at least 1 (or 0 for the schedule's default)"};
   std::int32_t chunks = opt.chunks;
@@ -291,8 +328,28 @@ int train(const options& opt, int rank, int size) {
   for (std::int32_t l = 0; l < num_layers; ++l) layer_costs.push_back(model_type::layer_flops(widths, l));
   const stretto::partition_result cut = stretto::partition(layer_costs, stages);
   model_type model(widths, cut.boundaries, local_stages, opt.seed);
-  const stretto::mpi::communicator_options comm_options{std::chrono::duration<double>(opt.timeout),
-                                                        stretto::mpi::timeout_action::abort};
+  {
+    // What every rank derived from the options: the same only if the ranks run the same build.
+    std::string ops_text;
+    for (std::int32_t r = 0; r < shape.num_ranks; ++r)
+      for (const stretto::op& o : plan.ops(r)) ops_text += stretto::to_string(o) + ' ';
+    std::string costs_text, boundaries_text, widths_text;
+    for (double c : layer_costs) costs_text += stretto::examples::number_text(c) + ' ';
+    for (auto b : cut.boundaries) boundaries_text += stretto::detail::cat(b, ' ');
+    for (auto w : widths) widths_text += stretto::detail::cat(w, ' ');
+    const std::vector<stretto::mpi::agreement_field> derived{
+        {"schedule op lists", stretto::detail::cat(automatic ? "zb-h1" : opt.schedule, " #",
+                                                   stretto::mpi::fingerprint_text(ops_text))},
+        {"shape", stretto::detail::cat(shape.num_ranks, "x", shape.num_microbatches, "x", shape.num_chunks)},
+        {"cost model", stretto::mpi::fingerprint_text(costs_text)},
+        {"stage boundaries", boundaries_text},
+        {"model dimensions", widths_text},
+        {"scalar type", std::is_same_v<matrix_type::value_type, double> ? "double" : "float"}};
+    if (!opt.reliability.skip_agreement) stretto::mpi::require_agreement(MPI_COMM_WORLD, derived, bounded, "fashion_mnist");
+  }
+  stretto::mpi::communicator_options comm_options{std::chrono::duration<double>(opt.timeout),
+                                                  stretto::mpi::timeout_action::abort};
+  comm_options.setup_timeout = comm_options.timeout;  // the ranks have just agreed: arrival skew is small
   stretto::mpi::communicator comm(grid.pipeline(), shape, comm_options);
   std::optional<stretto::kokkos::executor<model_type, stretto::mpi::communicator>> exec;
   exec.emplace(plan, model, comm);
@@ -309,6 +366,10 @@ int train(const options& opt, int rank, int size) {
   };
   attach_reduction();
   model.set_memory_probe([&exec] { return exec->pool().bytes_in_use(); });  // peak activation bytes
+  stretto::examples::fault_observer faults(opt.reliability, rank);  // test hooks; nothing unless asked
+  exec->add_observer(faults);
+  const auto nan_at = stretto::examples::parse_at(opt.reliability.nan_gradient, "--fault-nan-gradient");
+  std::int64_t global_step = 0, skipped_steps = 0;
   std::optional<stretto::sim::op_time_profile> profile;  // while --schedule auto measures
   if (automatic) profile.emplace(stages);
 
@@ -359,16 +420,19 @@ int train(const options& opt, int rank, int size) {
   std::vector<stretto::sim::op_timing> traced_ops;  // this rank's ops of that step
   stretto::schedule traced_plan;                     // the schedule it ran (auto re-plans)
 
-  int nodes = 1;  // the nodes the job spans: the ranks that are first on their node, counted
+  int nodes = 1;  // the nodes the job spans: distinct processor names over the ranks
   {
-    MPI_Comm node = MPI_COMM_NULL;
-    MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &node);
-    int node_rank = 0;
-    MPI_Comm_rank(node, &node_rank);
-    MPI_Comm_free(&node);
-    const int leader = node_rank == 0 ? 1 : 0;
-    MPI_Allreduce(&leader, &nodes, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+    std::array<char, MPI_MAX_PROCESSOR_NAME> name{};
+    int length = 0;
+    MPI_Get_processor_name(name.data(), &length);
+    std::vector<char> names(static_cast<std::size_t>(size) * name.size());
+    stretto::mpi::allgather(name.data(), static_cast<int>(name.size()), MPI_CHAR, names.data(),
+                            static_cast<int>(name.size()), MPI_CHAR, MPI_COMM_WORLD, bounded, "the nodes' names");
+    std::set<std::string> distinct;
+    for (int r = 0; r < size; ++r) distinct.emplace(names.data() + static_cast<std::size_t>(r) * name.size());
+    nodes = static_cast<int>(distinct.size());
   }
+  ranks_started = true;
   for (std::int32_t epoch = 1; epoch <= opt.epochs; ++epoch) {
     std::iota(order.begin(), order.end(), 0);
     std::shuffle(order.begin(), order.end(), std::mt19937_64(opt.seed * 7919 + static_cast<std::uint64_t>(epoch)));
@@ -377,21 +441,34 @@ int train(const options& opt, int rank, int size) {
     op_time_sums sums(stages);
     double exposed_reduction = 0.0;  // seconds this rank waited for its gradient all-reduces
     std::vector<double> windows;  // per step: this rank's last compute end since the step's origin, busy
-    MPI_Barrier(MPI_COMM_WORLD);
+    stretto::mpi::barrier(MPI_COMM_WORLD, bounded, "start of an epoch");
     const auto epoch_start = clock_type::now();
     for (std::int64_t step = 0; step < steps; ++step) {
       const std::int64_t first_sample = step * opt.batch_size + grid.data_parallel_rank() * copy_batch;
       if (first_rank) fill_images(train_images, order, first_sample, batch_inputs);
       if (last_rank) fill_labels(train_labels, order, first_sample, batch_labels);
       model.set_batch(batch_inputs, batch_labels, copy_batch, opt.microbatches, opt.batch_size);
-      MPI_Barrier(MPI_COMM_WORLD);
+      stretto::mpi::barrier(MPI_COMM_WORLD, bounded, "start of a step");
+      faults.set_step(global_step);
       const auto origin = clock_type::now();
       reduction->begin_step_for(model, origin);
       const stretto::kokkos::step_record& record = exec->run_step(origin);
       reduction->wait();
       exposed_reduction += reduction->exposed_seconds();
-      model.apply_gradients(opt.lr, opt.momentum);
-      loss_sum += record.loss;
+      if (nan_at && nan_at->when == global_step &&
+          std::find(local_stages.begin(), local_stages.end(), nan_at->who) != local_stages.end())
+        model.inject_nan_gradient(static_cast<std::int32_t>(nan_at->who));
+      // Non-finite loss or gradients: found here, in the step where they appear (reliability.hpp).
+      const bool apply = stretto::examples::agree_on_step(
+          stretto::examples::find_nonfinite(model, local_stages, stages - 1), opt.reliability, rank, epoch, step, bounded);
+      ++global_step;
+      if (apply) {
+        model.apply_gradients(opt.lr, opt.momentum);
+        loss_sum += record.loss;
+      } else {
+        model.discard_gradients();
+        ++skipped_steps;
+      }
       if (epoch == 1 && step == traced_step && tracing) {
         traced_ops.assign(record.ops.begin(), record.ops.end());
         traced_plan = plan;
@@ -401,10 +478,11 @@ int train(const options& opt, int rank, int size) {
       if (profile) {
         profile->add(record.ops);
         if (step + 1 == std::min<std::int64_t>(opt.profile_steps, steps)) {
-          plan = replan(*profile, shape, memory_limit, rank);
+          plan = replan(*profile, shape, memory_limit, rank, bounded);
           exec.emplace(plan, model, comm);
           attach_reduction();
           model.set_memory_probe([&exec] { return exec->pool().bytes_in_use(); });  // measure the new plan
+          exec->add_observer(faults);
           if (rank == 0) {
             const stretto::sim::stage_costs costs = profile->costs();
             std::printf("auto: re-planned from %lld steps of zb-h1 (memory limit %g M_B); simulated bubble rate "
@@ -439,14 +517,16 @@ int train(const options& opt, int rank, int size) {
 
     // Gather: the loss and accuracy from the last stage; every rank's step windows; op times.
     double totals[3] = {last_rank ? loss_sum : 0.0, last_rank ? static_cast<double>(correct) : 0.0, exposed_reduction};
-    MPI_Allreduce(MPI_IN_PLACE, totals, 3, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
-    MPI_Allreduce(MPI_IN_PLACE, sums.seconds.data(), static_cast<int>(sums.seconds.size()), MPI_DOUBLE, MPI_SUM,
-                  MPI_COMM_WORLD);
-    MPI_Allreduce(MPI_IN_PLACE, sums.count.data(), static_cast<int>(sums.count.size()), MPI_DOUBLE, MPI_SUM,
-                  MPI_COMM_WORLD);
+    stretto::mpi::allreduce(MPI_IN_PLACE, totals, 3, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD, bounded,
+                            "the epoch's loss, accuracy and exposed reduction");
+    stretto::mpi::allreduce(MPI_IN_PLACE, sums.seconds.data(), static_cast<int>(sums.seconds.size()), MPI_DOUBLE,
+                            MPI_SUM, MPI_COMM_WORLD, bounded, "the epoch's op times");
+    stretto::mpi::allreduce(MPI_IN_PLACE, sums.count.data(), static_cast<int>(sums.count.size()), MPI_DOUBLE, MPI_SUM,
+                            MPI_COMM_WORLD, bounded, "the epoch's op counts");
     std::vector<double> all_windows(rank == 0 ? windows.size() * static_cast<std::size_t>(size) : 0);
-    MPI_Gather(windows.data(), static_cast<int>(windows.size()), MPI_DOUBLE, all_windows.data(),
-               static_cast<int>(windows.size()), MPI_DOUBLE, 0, MPI_COMM_WORLD);
+    stretto::mpi::gather(windows.data(), static_cast<int>(windows.size()), MPI_DOUBLE, all_windows.data(),
+                         static_cast<int>(windows.size()), MPI_DOUBLE, 0, MPI_COMM_WORLD, bounded,
+                         "the epoch's step windows");
     if (rank != 0) continue;
 
     // Measured bubble rate: every rank starts a step at the same origin (after a barrier); per
@@ -473,6 +553,10 @@ int train(const options& opt, int rank, int size) {
     std::printf("  %.0f samples/s/node (%d nodes)  reduction exposed %.3f ms/step\n",
                 static_cast<double>(steps * opt.batch_size) / epoch_seconds / nodes, nodes,
                 1e3 * totals[2] / (static_cast<double>(size) * static_cast<double>(steps)));
+    if (opt.reliability.exact_loss) std::printf("epoch %d/%d  loss sum %a\n", epoch, opt.epochs, totals[0]);
+    if (skipped_steps > 0)
+      std::printf("epoch %d/%d  %lld optimizer steps skipped so far (--on-nonfinite skip)\n", epoch, opt.epochs,
+                  static_cast<long long>(skipped_steps));
     std::fflush(stdout);
   }
   // Peak activation memory per rank, measured (executor buffers + the model's state) and predicted.
@@ -530,8 +614,10 @@ int main(int argc, char** argv) {
   app.add_option("--train-samples", opt.train_samples, "train on the first N shuffled samples only (0: all)")
       ->capture_default_str();
   app.add_option("--hidden", opt.hidden, "hidden layer widths, comma-separated")->capture_default_str();
-  app.add_option("--timeout", opt.timeout, "seconds a rank may wait for one message before the job aborts")
+  app.add_option("--timeout", opt.timeout,
+                 "seconds a rank may wait for one message or collective before the job aborts (finite, > 0)")
       ->capture_default_str();
+  stretto::examples::add_reliability_options(app, opt.reliability);
 
   int rc = 0;
   std::string error;
@@ -544,22 +630,39 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     error = e.what();
   }
+  // Test hook: a rank stopped or killed before the ranks have met (docs/reliability.md).
+  stretto::mpi::run_or_abort(MPI_COMM_WORLD, [&] { stretto::examples::maybe_fail_at(opt.reliability, rank, -1); },
+                             "fashion_mnist");
+  {
+    // Agreement at start-up: ranks started with different options end here, within seconds,
+    // naming the ranks and the options that differ. Bounded by --timeout (300 s if not valid).
+    const double t = opt.timeout;
+    const stretto::mpi::collective_options bounded{std::chrono::duration<double>(std::isfinite(t) && t > 0 ? t : 300.0)};
+    if (!opt.reliability.skip_agreement)
+      stretto::mpi::require_agreement(MPI_COMM_WORLD, option_fields(opt, error), bounded, "fashion_mnist");
+  }
   if (error.empty()) {
     Kokkos::ScopeGuard kokkos(argc, argv);
-    try {
-      rc = train(opt, rank, size);
-    } catch (const usage_error& e) {
-      error = e.what;
-    } catch (const stretto::shape_error& e) {
-      error = e.what();
-    } catch (const stretto::argument_error& e) {
-      error = e.what();
-    } catch (const std::exception& e) {
-      // Not detected identically on every rank: report it and take the job down, so no rank hangs.
-      std::fprintf(stderr, "fashion_mnist: error on rank %d: %s\n", rank, e.what());
-      std::fflush(stderr);
-      MPI_Abort(MPI_COMM_WORLD, 1);
-    }
+    // An error every rank detects identically (options, shapes) is a usage error, printed once;
+    // any other, or any after the ranks have started, is reported by its rank and ends the job.
+    rc = stretto::mpi::run_or_abort(
+        MPI_COMM_WORLD,
+        [&] {
+          try {
+            return train(opt, rank, size);
+          } catch (const usage_error& e) {
+            if (ranks_started) throw std::runtime_error(e.what);
+            error = e.what;
+          } catch (const stretto::shape_error& e) {
+            if (ranks_started) throw;
+            error = e.what();
+          } catch (const stretto::argument_error& e) {
+            if (ranks_started) throw;
+            error = e.what();
+          }
+          return 2;
+        },
+        "fashion_mnist");
   }
   if (!error.empty()) {
     if (rank == 0) std::fprintf(stderr, "fashion_mnist: error: %s\n", error.c_str());

@@ -29,6 +29,7 @@ comparable bit for bit up to summation order.
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <random>
 #include <span>
 #include <stdexcept>
@@ -180,8 +181,13 @@ class mlp_model {
         },
         total);
     sample_memory();
+    if (static_cast<std::size_t>(mb) >= microbatch_losses_.size()) microbatch_losses_.resize(static_cast<std::size_t>(mb) + 1);
+    microbatch_losses_[static_cast<std::size_t>(mb)] = total;
     return total;
   }
+
+  /** @brief The loss of each microbatch of the last step (last stage only; index = microbatch). */
+  const std::vector<double>& microbatch_losses() const noexcept { return microbatch_losses_; }
 
   /** @brief Inference: counts the correct predictions of microbatch `mb` (see `correct()`). */
   void output(std::int32_t mb, const matrix_type& logits) {
@@ -335,6 +341,40 @@ class mlp_model {
       update(ly.weight, ly.weight_grad, ly.weight_velocity, learning_rate, momentum);
       update(ly.bias, ly.bias_grad, ly.bias_velocity, learning_rate, momentum);
     }
+  }
+
+  /** @brief Whether every weight and bias gradient of stage `s`'s layers is finite (no NaN, no ±inf). */
+  bool gradients_finite(std::int32_t s) const {
+    std::int64_t bad = 0;
+    for (std::int32_t l = first_layer(s); l < first_layer(s + 1); ++l) {
+      const auto& ly = layers_[static_cast<std::size_t>(l)];
+      if (!ly.weight_grad.data()) continue;
+      for (const Scalar* data : {ly.weight_grad.data(), ly.bias_grad.data()}) {
+        const std::size_t n = data == ly.weight_grad.data() ? ly.weight_grad.size() : ly.bias_grad.size();
+        std::int64_t found = 0;
+        Kokkos::parallel_reduce(
+            "mlp::finite_check", n,
+            KOKKOS_LAMBDA(const std::size_t i, std::int64_t& count) { count += data[i] - data[i] == Scalar(0) ? 0 : 1; },  // NaN, inf: NaN
+            found);
+        bad += found;
+      }
+    }
+    return bad == 0;
+  }
+
+  /** @brief Zeroes the gradients without a step (the optimizer step of this batch is skipped). */
+  void discard_gradients() {
+    for (auto& ly : layers_) {
+      if (!ly.weight.data()) continue;
+      Kokkos::deep_copy(ly.weight_grad, Scalar(0));
+      Kokkos::deep_copy(ly.bias_grad, Scalar(0));
+    }
+  }
+
+  /** @brief Fault injection for tests: makes one weight gradient of stage `s` NaN. */
+  void inject_nan_gradient(std::int32_t s) {
+    const auto& ly = layers_[static_cast<std::size_t>(first_layer(s))];
+    Kokkos::deep_copy(Kokkos::subview(ly.weight_grad, 0, 0), std::numeric_limits<Scalar>::quiet_NaN());
   }
 
   /**
@@ -579,6 +619,7 @@ class mlp_model {
   std::vector<std::int64_t> offsets_;  // microbatch j is rows [offsets_[j], offsets_[j+1]) of the batch
   Scalar loss_denominator_{1};
   std::vector<std::int64_t> correct_;
+  std::vector<double> microbatch_losses_;  // per microbatch of the last step (last stage)
   bool training_{true};
   std::function<std::size_t()> executor_bytes_;  // the memory probe; empty: not measuring
   std::size_t state_bytes_{0};                   // own buffers of microbatches between F and W

@@ -34,13 +34,9 @@ functions compute. Models `stretto::transport`.
 #include <stretto/core/transport.hpp>
 #include <stretto/detail/text.hpp>
 
-namespace stretto::mpi {
+#include "collectives.hpp"  // timeout_action; bounded duplication at construction
 
-/** @brief What a wait does when it times out. */
-enum class timeout_action : std::uint8_t {
-  abort,        ///< print the diagnostic on stderr and `MPI_Abort` the job (default: nothing hangs)
-  throw_error,  ///< throw `stretto::timeout_error` (tests, or callers that clean up themselves)
-};
+namespace stretto::mpi {
 
 /**
 @brief Who moves messages forward between MPI calls of the caller (see `communicator`, "Progress").
@@ -60,7 +56,7 @@ enum class wait_style : std::uint8_t {
 
 /** @brief Options of a `communicator`. */
 struct communicator_options {
-  /// How long one wait may block before it is reported. Default 300 s.
+  /// How long one wait may block before it is reported; finite and above 0. Default 300 s.
   std::chrono::duration<double> timeout{300.0};
   timeout_action on_timeout{timeout_action::abort};
   progress_mode progress{progress_mode::automatic};
@@ -76,6 +72,10 @@ struct communicator_options {
   /// The pause between hot polls; negative (the default): a yield when this node runs no more
   /// ranks than it has cores, else 20 µs of sleep.
   std::chrono::duration<double> hot_pause{-1.0};
+  /// How long construction waits for the last rank to arrive (its collectives); finite and above
+  /// 0. Negative (the default): the larger of `timeout` and 60 s, since ranks reach construction
+  /// after start-up work of different lengths, which a short message timeout should not count.
+  std::chrono::duration<double> setup_timeout{-1.0};
 };
 
 namespace detail {
@@ -144,7 +144,10 @@ and emulated pipelines, `bench/mpi`) and the choice of these defaults are in the
 
 **Errors.** The constructor throws `argument_error` when the pipeline needs more tags than the
 MPI library offers (`MPI_TAG_UB`), when the communicator's size differs from the number of
-ranks, or when `progress_mode::thread` is asked for but MPI runs below `MPI_THREAD_MULTIPLE`.
+ranks, when `progress_mode::thread` is asked for but MPI runs below `MPI_THREAD_MULTIPLE`, or
+when a timeout is not a finite number of seconds above 0. Construction itself is bounded: its
+collectives (`MPI_Comm_idup`, an `MPI_Iallgather`) report a rank that never arrives after
+`setup_timeout`, as `collectives.hpp` describes.
 `wait` reports a timeout with the rank, the waiting op and the message (see `timeout_action`),
 and a received message of the wrong size as an error naming both sizes.
 
@@ -203,6 +206,11 @@ class communicator {
   */
   communicator(MPI_Comm comm, const pipeline_shape& shape, communicator_options options = {})
       : shape_(shape), options_(options) {
+    check_timeout(options_.timeout, "communicator's timeout");
+    const std::chrono::duration<double> setup =
+        options_.setup_timeout.count() < 0 ? std::max(options_.timeout, std::chrono::duration<double>(60.0))
+                                           : options_.setup_timeout;
+    check_timeout(setup, "communicator's setup_timeout");
     int size = 0;
     MPI_Comm_size(comm, &size);
     if (size != shape.num_ranks)
@@ -230,16 +238,24 @@ class communicator {
     max_outstanding_ = 4 * static_cast<std::size_t>(shape.num_chunks) * static_cast<std::size_t>(shape.num_microbatches) + 8;
     active_.reserve(max_outstanding_);
     spare_states_.reserve(max_outstanding_);
-    MPI_Comm_dup(comm, &comm_);
-    MPI_Comm_dup(comm, &control_);
+    // Bounded like every wait: a rank that never arrives is reported after `setup_timeout`.
+    const collective_options bounded{setup, options_.on_timeout};
+    comm_ = duplicate(comm, bounded, "constructing stretto::mpi::communicator");
+    control_ = duplicate(comm, bounded, "constructing stretto::mpi::communicator");
     MPI_Comm_rank(comm_, &rank_);
-    // Ranks that share this node, against its cores: decides how waits pass the time.
-    MPI_Comm node = MPI_COMM_NULL;
+    // Ranks that share this node (same processor name), against its cores: decides how waits
+    // pass the time.
     int on_node = 1;
-    if (MPI_Comm_split_type(comm_, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node) == MPI_SUCCESS &&
-        node != MPI_COMM_NULL) {
-      MPI_Comm_size(node, &on_node);
-      MPI_Comm_free(&node);
+    {
+      char name[MPI_MAX_PROCESSOR_NAME] = {};
+      int length = 0;
+      MPI_Get_processor_name(name, &length);
+      std::vector<char> names(static_cast<std::size_t>(size) * MPI_MAX_PROCESSOR_NAME);
+      allgather(name, MPI_MAX_PROCESSOR_NAME, MPI_CHAR, names.data(), MPI_MAX_PROCESSOR_NAME, MPI_CHAR, comm_, bounded,
+                "constructing stretto::mpi::communicator: ranks per node");
+      on_node = 0;
+      for (int r = 0; r < size; ++r)
+        on_node += std::equal(name, name + MPI_MAX_PROCESSOR_NAME, names.data() + static_cast<std::ptrdiff_t>(r) * MPI_MAX_PROCESSOR_NAME);
     }
     const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
     oversubscribed_ = static_cast<unsigned>(on_node) > cores;
