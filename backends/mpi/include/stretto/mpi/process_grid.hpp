@@ -81,12 +81,6 @@ inline bool wait_bounded(MPI_Request& request, std::chrono::duration<double> tim
   throw timeout_error(text);  // MPI_Abort does not return
 }
 
-inline std::string seconds_text(double seconds) {
-  char text[32];
-  std::snprintf(text, sizeof text, "%g", seconds);
-  return text;
-}
-
 inline std::string divisors_text(int n) {
   std::string out;
   for (int d = 1; d <= n; ++d)
