@@ -88,7 +88,7 @@ void simulate_with(const simulate_request& request, const Costs& costs, simulate
       throw stretto::argument_error("--memory-limit applies to --schedule auto and auto-v only, not to --schedule-file");
     schedule = *request.imported;
   } else if (const automatic_schedule* automatic = find_automatic(request.schedule_name)) {
-    automatic_plan plan = make_automatic(*automatic, request.shape, costs, request.memory_limit);
+    automatic_plan plan = make_automatic(*automatic, request.shape, costs, request.memory_limit, request.stop);
     result.memory_limit = plan.memory_limit;
     result.heuristic_span = plan.result.heuristic_span;
     result.refined = plan.refined;
