@@ -81,7 +81,8 @@ const stretto::policies::policy_info& find_schedule(std::string_view name) {
 
 template <class Costs>
 automatic_plan make_automatic(const automatic_schedule& which, const stretto::pipeline_shape& shape,
-                              const Costs& costs, std::optional<double> memory_limit) {
+                              const Costs& costs, std::optional<double> memory_limit,
+                              const stretto::plan::deadline& stop) {
   if (std::string problem = which.info.check(shape); !problem.empty()) throw stretto::shape_error(problem);
   automatic_plan out;
   if (which.memory_factor > 0.0) {
@@ -100,19 +101,25 @@ automatic_plan make_automatic(const automatic_schedule& which, const stretto::pi
   }
   if (which.info.placement == stretto::placement_kind::v_shape) {
     // The V planner's search includes its own W moves: its result's span is the span.
-    out.result.plan = stretto::plan::auto_schedule_v(shape, costs, out.memory_limit);
+    stretto::plan::auto_v_options options;
+    options.stop = stop;
+    out.result.plan = stretto::plan::auto_schedule_v(shape, costs, out.memory_limit, options);
     out.result.span = stretto::sim::simulate(out.result.plan, costs).metrics.span;
     out.result.heuristic_span = out.result.span;
     out.refined = false;
     return out;
   }
-  out.result = stretto::plan::auto_schedule_detailed(shape, costs, out.memory_limit);
+  stretto::plan::auto_schedule_options options;
+  options.stop = stop;
+  out.result = stretto::plan::auto_schedule_detailed(shape, costs, out.memory_limit, options);
   return out;
 }
 
 template automatic_plan make_automatic(const automatic_schedule&, const stretto::pipeline_shape&,
-                                       const stretto::sim::uniform_costs&, std::optional<double>);
+                                       const stretto::sim::uniform_costs&, std::optional<double>,
+                                       const stretto::plan::deadline&);
 template automatic_plan make_automatic(const automatic_schedule&, const stretto::pipeline_shape&,
-                                       const stretto::sim::stage_costs&, std::optional<double>);
+                                       const stretto::sim::stage_costs&, std::optional<double>,
+                                       const stretto::plan::deadline&);
 
 }  // namespace stretto_plan

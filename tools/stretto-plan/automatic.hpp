@@ -17,6 +17,7 @@ docs/schedules.md §7.7), and the per-stage cost file that `--costs` reads.
 #include <stretto/policies/registry.hpp>
 #include <stretto/plan/auto_schedule.hpp>
 #include <stretto/plan/auto_schedule_v.hpp>
+#include <stretto/plan/deadline.hpp>
 #include <stretto/sim/cost_model.hpp>
 
 namespace stretto_plan {
@@ -61,17 +62,21 @@ struct automatic_plan {
 /**
 @brief Plans `which` for `shape` under `costs` (`uniform_costs` or `stage_costs`).
 @param memory_limit `--memory-limit`, required for `auto` and `auto-v`, rejected for zb-1p / zb-2p.
+@param stop when the planner gives up (`--time-limit`); default: never.
 @throws stretto::argument_error for a missing, superfluous or too small limit;
-stretto::shape_error for a shape the scheduler rejects.
+stretto::shape_error for a shape the scheduler rejects; stretto::deadline_exceeded past `stop`.
 */
 template <class Costs>
 automatic_plan make_automatic(const automatic_schedule& which, const stretto::pipeline_shape& shape,
-                              const Costs& costs, std::optional<double> memory_limit);
+                              const Costs& costs, std::optional<double> memory_limit,
+                              const stretto::plan::deadline& stop = {});
 
 extern template automatic_plan make_automatic(const automatic_schedule&, const stretto::pipeline_shape&,
-                                              const stretto::sim::uniform_costs&, std::optional<double>);
+                                              const stretto::sim::uniform_costs&, std::optional<double>,
+                                              const stretto::plan::deadline&);
 extern template automatic_plan make_automatic(const automatic_schedule&, const stretto::pipeline_shape&,
-                                              const stretto::sim::stage_costs&, std::optional<double>);
+                                              const stretto::sim::stage_costs&, std::optional<double>,
+                                              const stretto::plan::deadline&);
 
 
 

@@ -64,7 +64,7 @@ compare_result compare_with(const compare_request& request, const Costs& costs, 
     }
     try {
       const automatic_plan plan =
-          make_automatic(a, shape, costs, a.memory_factor == 0.0 ? request.memory_limit : std::nullopt);
+          make_automatic(a, shape, costs, a.memory_factor == 0.0 ? request.memory_limit : std::nullopt, request.stop);
       compare_row row = measure_row(std::string(a.info.name), stretto::to_string(a.info.placement), plan.result.plan, costs);
       row.memory_limit = plan.memory_limit;
       out.rows.push_back(std::move(row));
@@ -91,6 +91,29 @@ compare_result compare_with(const compare_request& request, const Costs& costs, 
 }
 
 }  // namespace
+
+std::vector<std::pair<std::string_view, stretto::pipeline_shape>> compare_plans(const compare_request& request) {
+  // The same choice of rows and chunks as compare_with.
+  const bool fixed_chunks = request.stage_costs || request.chunks_given;
+  std::vector<std::pair<std::string_view, stretto::pipeline_shape>> out;
+  for (const auto& policy : stretto::policies::all_policies) {
+    std::vector<std::int32_t> tries{fixed_chunks ? request.shape.num_chunks : 1};
+    if (!fixed_chunks && policy.placement != stretto::placement_kind::linear) tries.push_back(2);
+    for (std::int32_t v : tries) {
+      const stretto::pipeline_shape shape{request.shape.num_ranks, request.shape.num_microbatches, v};
+      if (!policy.check(shape).empty()) continue;
+      out.emplace_back(policy.name, shape);
+      break;
+    }
+  }
+  for (const automatic_schedule& a : automatic_schedules()) {
+    if (a.memory_factor == 0.0 && !request.memory_limit) continue;
+    const stretto::pipeline_shape shape{request.shape.num_ranks, request.shape.num_microbatches,
+                                        fixed_chunks ? request.shape.num_chunks : a.info.default_chunks};
+    if (a.info.check(shape).empty()) out.emplace_back(a.info.name, shape);
+  }
+  return out;
+}
 
 compare_result run_compare(const compare_request& request) {
   if (request.stage_costs) return compare_with(request, *request.stage_costs, true);

@@ -9,9 +9,12 @@ model, simulated and ranked by span, with its speed-up over 1F1B.
 #include <iosfwd>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include <stretto/core/shape.hpp>
+#include <stretto/plan/deadline.hpp>
 #include <stretto/sim/cost_model.hpp>
 
 namespace stretto_plan {
@@ -33,6 +36,7 @@ struct compare_request {
   /// exceeds it (`compare_row::within_memory_limit`); such rows stay in the ranking
   std::optional<double> memory_limit;
   std::string format{"table"};
+  stretto::plan::deadline stop{};  ///< when the automatic rows' planners give up (`--time-limit`)
 };
 
 /** @brief One compared schedule. */
@@ -64,6 +68,12 @@ struct compare_result {
   std::vector<compare_row> rows;
   std::vector<compare_skip> skipped;
 };
+
+/**
+@brief The schedules `run_compare` would plan for `request`, each with the shape it gets (the
+rows of the report, before any planner runs): for `--time-limit`'s estimate.
+*/
+std::vector<std::pair<std::string_view, stretto::pipeline_shape>> compare_plans(const compare_request& request);
 
 /**
 @brief Simulates every policy of `stretto::policies::all_policies` whose `check` accepts the shape,

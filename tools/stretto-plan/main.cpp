@@ -19,6 +19,7 @@ status 1. `--help` prints the usage on stdout and exits with status 0.
 */
 
 #include <cerrno>
+#include <chrono>
 #include <charconv>
 #include <cmath>
 #include <cstring>
@@ -46,6 +47,7 @@ status 1. `--help` prints the usage on stdout and exits with status 0.
 #include "exchange.hpp"
 #include "plan.hpp"
 #include "skippipe.hpp"
+#include "time_limit.hpp"
 
 namespace {
 
@@ -137,6 +139,7 @@ struct simulate_arguments {
   std::string costs_file;    // --costs FILE: per-stage costs instead of --t-*
   std::string memory_limit;  // --memory-limit X, for --schedule auto / auto-v and their rows in compare
   stretto_plan::schedule_file_arguments schedule_file;  // --schedule-file FILE [--placement P] instead of --schedule
+  std::string time_limit{"60"};  // --time-limit SECONDS: refuse or stop work that takes longer
 };
 
 /** @brief Converts the typed options. @throws stretto::argument_error for a malformed number. */
@@ -277,6 +280,33 @@ void add_simulate_options(CLI::App& command, simulate_arguments& args, bool with
                   "(M_B); e.g. p*M_B is 1F1B's peak (zb-1p's limit), 2p*M_B zb-2p's. In compare it also marks every "
                   "row whose peak (activations plus parameters, when --parameter-memory is given) exceeds it")
       ->type_name("X");
+  command
+      .add_option("--time-limit", args.time_limit,
+                  "Seconds the command may plan and simulate (> 0): a shape whose estimated time exceeds it is refused "
+                  "before any work, and a plan that runs out of time stops; runs over a second show progress on stderr")
+      ->capture_default_str()
+      ->type_name("SECONDS");
+}
+
+/**
+@brief Checks `--time-limit` and refuses `request` when its estimated time exceeds it, then
+starts the planners' clock (`request.stop`). Returns the limit, in seconds.
+@throws stretto::argument_error for a bad limit or a shape over it.
+*/
+double start_time_limit(const simulate_arguments& args, stretto_plan::simulate_request& request) {
+  const double limit = stretto_plan::parse_time_limit(args.time_limit);
+  const std::string_view name = request.imported ? std::string_view("the schedule file") : request.schedule_name;
+  stretto_plan::check_planning_time(name, &name, &request.shape, 1, limit);
+  request.stop = stretto::plan::deadline::after(std::chrono::duration<double>(limit));
+  return limit;
+}
+
+/** @brief What progress lines and time-limit messages call `request`'s work. */
+std::string work_name(const stretto_plan::simulate_request& request) {
+  const stretto::pipeline_shape& s = request.shape;
+  return (request.imported ? request.schedule_file : request.schedule_name) + " (" + std::to_string(s.num_ranks) +
+         (s.num_ranks == 1 ? " rank, " : " ranks, ") + std::to_string(s.num_microbatches) +
+         (s.num_microbatches == 1 ? " microbatch)" : " microbatches)");
 }
 
 /**
@@ -292,10 +322,13 @@ void default_unit_times(simulate_arguments& args) {
 
 /** @brief Runs `stretto-plan simulate` (with `--data-parallel`: data_parallel.hpp); returns the exit status. */
 int run_simulate(const simulate_arguments& args, const stretto_plan::data_parallel_arguments& dp_args) {
-  const stretto_plan::simulate_request request = to_request(args);
+  stretto_plan::simulate_request request = to_request(args);
   const stretto_plan::output_format format = stretto_plan::check_request(request);
   const auto dp = stretto_plan::to_data_parallel(dp_args, request.shape.num_stages());
-  const stretto_plan::simulate_result result = stretto_plan::run_simulation(request);
+  const double limit = start_time_limit(args, request);
+  const stretto_plan::simulate_result result = stretto_plan::within_time_limit(
+      work_name(request), stretto_plan::estimate_seconds(request.schedule_name, request.shape), limit,
+      [&] { return stretto_plan::run_simulation(request); });
   check_finite("the simulated span", result.run.metrics.span);
   check_finite("the bubble rate", result.run.metrics.bubble_rate);
   if (dp && format == stretto_plan::output_format::json) {
@@ -324,7 +357,22 @@ int run_compare(const simulate_arguments& args, bool chunks_given) {
   compare.costs = request.costs;
   compare.stage_costs = request.stage_costs;
   compare.memory_limit = request.memory_limit;
-  const stretto_plan::compare_result result = stretto_plan::run_compare(compare);
+  const double limit = stretto_plan::parse_time_limit(args.time_limit);
+  const auto plans = stretto_plan::compare_plans(compare);
+  std::vector<std::string_view> names;
+  std::vector<stretto::pipeline_shape> shapes;
+  double estimate = 0.0;
+  for (const auto& [name, shape] : plans) {
+    names.push_back(name);
+    shapes.push_back(shape);
+    estimate += stretto_plan::estimate_seconds(name, shape);
+  }
+  stretto_plan::check_planning_time("compare", names.data(), shapes.data(), names.size(), limit);
+  compare.stop = stretto::plan::deadline::after(std::chrono::duration<double>(limit));
+  const stretto_plan::compare_result result = stretto_plan::within_time_limit(
+      "compare (" + std::to_string(compare.shape.num_ranks) + " ranks, " +
+          std::to_string(compare.shape.num_microbatches) + " microbatches)",
+      estimate, limit, [&] { return stretto_plan::run_compare(compare); });
   for (const auto& row : result.rows) {
     check_finite("the simulated span of " + row.schedule, row.span);
     check_finite("the bubble rate of " + row.schedule, row.bubble_rate);
@@ -423,16 +471,20 @@ int main(int argc, char** argv) {
     }
     if (export_command->parsed()) {
       default_unit_times(export_args);
-      const stretto_plan::simulate_request request = to_request(export_args);
+      stretto_plan::simulate_request request = to_request(export_args);
       stretto_plan::check_request(request);
-      stretto_plan::run_export(request, export_outputs);
+      const double limit = start_time_limit(export_args, request);
+      stretto_plan::within_time_limit(work_name(request), stretto_plan::estimate_seconds(request.schedule_name, request.shape),
+                                      limit, [&] { stretto_plan::run_export(request, export_outputs); });
       return flush_report();
     }
     if (show->parsed()) {
       default_unit_times(show_args);
-      const stretto_plan::simulate_request request = to_request(show_args);
+      stretto_plan::simulate_request request = to_request(show_args);
       stretto_plan::check_request(request);
-      stretto_plan::run_show(request, show_options);
+      const double limit = start_time_limit(show_args, request);
+      stretto_plan::within_time_limit(work_name(request), stretto_plan::estimate_seconds(request.schedule_name, request.shape),
+                                      limit, [&] { stretto_plan::run_show(request, show_options); });
       return flush_report();
     }
     return run_simulate(args, dp_args);

@@ -7,6 +7,7 @@
 #include <ostream>
 #include <sstream>
 #include <string_view>
+#include <utility>
 
 #include <nlohmann/json.hpp>
 
@@ -88,7 +89,7 @@ void simulate_with(const simulate_request& request, const Costs& costs, simulate
       throw stretto::argument_error("--memory-limit applies to --schedule auto and auto-v only, not to --schedule-file");
     schedule = *request.imported;
   } else if (const automatic_schedule* automatic = find_automatic(request.schedule_name)) {
-    automatic_plan plan = make_automatic(*automatic, request.shape, costs, request.memory_limit);
+    automatic_plan plan = make_automatic(*automatic, request.shape, costs, request.memory_limit, request.stop);
     result.memory_limit = plan.memory_limit;
     result.heuristic_span = plan.result.heuristic_span;
     result.refined = plan.refined;
@@ -125,6 +126,15 @@ simulate_result run_simulation(const simulate_request& request) {
   for (std::int32_t r = 0; r < schedule.num_ranks(); ++r) result.ops_per_rank.push_back(schedule.ops(r).size());
   result.replicas = schedule.num_replicas();
   result.schedule = std::move(schedule);
+  // Times so large that the span overflows: refused here, before any report or picture is
+  // drawn from an infinite timeline (simulate, show and export all come through here).
+  for (const auto& [what, value] : {std::pair{"the simulated span", result.run.metrics.span},
+                                    std::pair{"the bubble rate", result.run.metrics.bubble_rate}})
+    if (!std::isfinite(value))
+      throw stretto::argument_error(std::string(what) +
+                                    " is not a finite number: the times are too large for double precision; give them "
+                                    "in a larger unit (e.g. ms instead of ns) so that the step's total time stays below "
+                                    "1e308");
   return result;
 }
 

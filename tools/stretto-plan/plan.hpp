@@ -14,6 +14,7 @@ that `main.cpp` only parses arguments and maps exceptions to exit codes.
 #include <vector>
 
 #include <stretto/core/schedule.hpp>
+#include <stretto/plan/deadline.hpp>
 #include <stretto/policies/registry.hpp>
 #include <stretto/sim/cost_model.hpp>
 #include <stretto/sim/simulator.hpp>
@@ -39,6 +40,7 @@ struct simulate_request {
   std::optional<double> memory_limit;  ///< `--memory-limit`, for `--schedule auto` and `auto-v`
   std::string schedule_file;                  ///< `--schedule-file FILE`; empty when a schedule is named
   std::optional<stretto::schedule> imported;  ///< the schedule read from `schedule_file` (replaces the name)
+  stretto::plan::deadline stop{};             ///< when an automatic schedule's planner gives up (`--time-limit`)
 };
 
 /**

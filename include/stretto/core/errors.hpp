@@ -27,4 +27,15 @@ class argument_error : public std::invalid_argument {
   explicit argument_error(const std::string& what) : std::invalid_argument(what) {}
 };
 
+/**
+@brief A long planner (`plan::auto_schedule`, `plan::refine_weights`, `plan::auto_schedule_v`)
+ran past the deadline given in its options (`plan::deadline`) and stopped without a plan.
+The message names the planner and how long the deadline allowed; retry with a later deadline
+or a smaller shape.
+*/
+class deadline_exceeded : public std::runtime_error {
+ public:
+  explicit deadline_exceeded(const std::string& what) : std::runtime_error(what) {}
+};
+
 }  // namespace stretto

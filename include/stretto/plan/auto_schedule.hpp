@@ -24,6 +24,7 @@ under the limits p·M_B and 2p·M_B (`zb_memory_limit`).
 #include "../core/shape.hpp"
 #include "../detail/text.hpp"
 #include "../sim/cost_model.hpp"
+#include "deadline.hpp"
 #include "refine.hpp"
 
 namespace stretto::plan {
@@ -62,6 +63,10 @@ struct auto_schedule_options {
   /// Run `refine_weights` after the heuristic (never lengthens the span).
   bool refine{true};
   refine_options refinement{};
+  /// When to give up (default: never): checked once per heuristic round and, through
+  /// `refinement.stop` when that has none of its own, once per refinement trial; past it the
+  /// scheduler throws `stretto::deadline_exceeded`.
+  deadline stop{};
 };
 
 /** @brief The outcome of `auto_schedule_detailed`. */
@@ -119,9 +124,13 @@ class zero_bubble_heuristic {
     memory_eps_ = 1e-9 * std::max(memory_scale, 1e-300);
   }
 
-  /** @brief Builds the orders. @return false when the memory limit cannot be met. */
-  bool run() {
+  /**
+  @brief Builds the orders. @return false when the memory limit cannot be met.
+  @throws deadline_exceeded when `stop` passes (checked before each round, every O(p) ops).
+  */
+  bool run(const deadline& stop = {}) {
     for (std::int32_t i = 0; i < m_; ++i) {
+      stop.check("auto");
       if (i == 0 ? !first_round() : !round(i)) return false;
     }
     for (std::int32_t j = 0; j < p_; ++j)
@@ -386,7 +395,7 @@ model (`simulate`). With the Zero Bubble paper's Table 9 costs and memory limits
 2p·M_B (ZB-2p) it reproduces the paper's Table 5 bubble rates (docs/reference-numbers.md).
 
 @throws shape_error when v ≠ 1 or p, m < 1; argument_error when the limit is below M_B or no
-combination keeps to it.
+combination keeps to it; deadline_exceeded when `options.stop` passes before the plan is done.
 **Complexity.** 8 heuristic runs of O(N·p) each for N = 3·p·m ops, plus the refinement.
 */
 template <cost_model Costs>
@@ -402,7 +411,7 @@ auto_schedule_result auto_schedule_detailed(const pipeline_shape& shape, const C
         const heuristic_switches knobs{allow_bubble, prioritize_b, greedy};
         if (!options.try_all_switches && !(knobs == options.switches)) continue;
         detail::zero_bubble_heuristic<Costs> run(shape, costs, memory_limit, knobs);
-        if (!run.run()) continue;
+        if (!run.run(options.stop)) continue;
         // The heuristic's memory rules keep to the limit; this check keeps the promise for any
         // cost model.
         if (run.peak() > memory_limit * (1.0 + 1e-9)) continue;
@@ -419,7 +428,9 @@ auto_schedule_result auto_schedule_detailed(const pipeline_shape& shape, const C
                          std::to_string(memory_limit) + "; raise it (p*M_B, as zb-1p, always suffices)");
   auto_schedule_result out{best->to_schedule(), best_switches, best_span, best_span, 0};
   if (options.refine) {
-    refine_result refined = refine_weights(out.plan, costs, memory_limit, options.refinement);
+    refine_options refinement = options.refinement;
+    if (refinement.stop.none()) refinement.stop = options.stop;
+    refine_result refined = refine_weights(out.plan, costs, memory_limit, refinement);
     out.plan = std::move(refined.plan);
     out.span = refined.span;
     out.refine_moves = refined.moves;

@@ -28,6 +28,7 @@ than the official planner on the same costs. docs/v-schedules.md describes the s
 #include "../sim/cost_model.hpp"
 #include "../sim/simulator.hpp"
 #include "../validate/validate.hpp"
+#include "deadline.hpp"
 #include "refine.hpp"
 
 namespace stretto::plan {
@@ -49,6 +50,10 @@ struct auto_v_options {
   /// ops (a fraction of a second), else 10^6 (p = 32, m = 96: one planner run and about 30
   /// simulations). The candidates themselves are always planned.
   std::int64_t search_budget{-1};
+  /// When to give up (default: never): checked between candidate generators, planner runs and
+  /// simulated trials of the local search; past it `auto_schedule_v` throws
+  /// `stretto::deadline_exceeded`. One run of the official planner is not interrupted.
+  deadline stop{};
 };
 
 /**
@@ -218,7 +223,8 @@ ranks' spans shrinks, and every rank stays within `memory_limit`. Passes over al
 while one improves, within `max_simulated_ops`. Returns the improved schedule.
 */
 template <cost_model Costs>
-schedule swap_adjacent(const schedule& s, const Costs& costs, double memory_limit, std::int64_t max_simulated_ops) {
+schedule swap_adjacent(const schedule& s, const Costs& costs, double memory_limit, std::int64_t max_simulated_ops,
+                       const deadline& stop = {}) {
   const pipeline_shape& shape = s.shape();
   const std::int32_t p = shape.num_ranks;
   v_edit_lists lists{&s, {}};
@@ -246,6 +252,7 @@ schedule swap_adjacent(const schedule& s, const Costs& costs, double memory_limi
           for (std::size_t q = 0; q < k; ++q) held += costs.memory_delta(list[q], shape);
           if (held + costs.memory_delta(b, shape) > memory_limit + memory_eps) continue;
         }
+        stop.check("auto-v");
         std::swap(list[k], list[k + 1]);
         spent += per_evaluation;
         const bool finished = sim::detail::run_timeline(lists, shape, costs, trial);
@@ -307,7 +314,7 @@ activation memory (F's and W's `memory_delta`), since the plan keeps the limit b
 @throws shape_error unless v = 2 and p, m ≥ 1; argument_error when `memory_limit` is below one
 microbatch's activations on a rank (both chunks' F), when the stages' activation memories
 differ, when an op time or the message delay is negative, or when no candidate finishes within
-the limit.
+the limit; deadline_exceeded when `options.stop` passes before the plan is done.
 */
 template <cost_model Costs>
 schedule auto_schedule_v(const pipeline_shape& shape, const Costs& costs, double memory_limit,
@@ -373,7 +380,10 @@ schedule auto_schedule_v(const pipeline_shape& shape, const Costs& costs, double
           if (s.shape() == shape && s.placement() == placement_kind::v_shape) best.offer(s, true);
       },
   };
-  for (const auto& generate : candidate_generators) generate();
+  for (const auto& generate : candidate_generators) {
+    options.stop.check("auto-v");
+    generate();
+  }
   if (best.span == std::numeric_limits<double>::infinity())
     throw argument_error(cat("auto-v: no candidate order finishes within the memory limit for p = ", shape.num_ranks,
                              ", m = ", shape.num_microbatches, " (forwards wait for memory that only later "
@@ -388,6 +398,7 @@ schedule auto_schedule_v(const pipeline_shape& shape, const Costs& costs, double
   std::int64_t spent = 0;
   auto try_planner = [&](const policies::v_plan_costs& c, std::int64_t cap) {
     if (spent + planner_run > budget / 2) return false;
+    options.stop.check("auto-v");
     spent += planner_run;
     detail::official_v(shape, c, cap, offer);
     return true;
@@ -416,6 +427,7 @@ schedule auto_schedule_v(const pipeline_shape& shape, const Costs& costs, double
   if (ops > 4096) {
     refine_options moves;
     moves.max_simulated_ops = left;
+    moves.stop = options.stop;
     if (left > ops) best.offer(refine_weights(best.plan, costs, memory_limit, moves).plan);
     return best.plan;
   }
@@ -426,9 +438,10 @@ schedule auto_schedule_v(const pipeline_shape& shape, const Costs& costs, double
     if (share <= static_cast<std::int64_t>(start.second.num_ops())) break;
     refine_options moves;
     moves.max_simulated_ops = share;
+    moves.stop = options.stop;
     schedule current = refine_weights(start.second, costs, memory_limit, moves).plan;
     best.offer(current);
-    current = detail::swap_adjacent(current, costs, memory_limit, share);
+    current = detail::swap_adjacent(current, costs, memory_limit, share, options.stop);
     best.offer(current, true);
     best.offer(refine_weights(current, costs, memory_limit, moves).plan);
   }

@@ -20,6 +20,7 @@ list, within a memory limit, whenever that shortens the step (Zero Bubble, Qi et
 #include "../sim/cost_model.hpp"
 #include "../sim/simulator.hpp"
 #include "../sim/timeline.hpp"
+#include "deadline.hpp"
 
 namespace stretto::plan {
 
@@ -42,6 +43,9 @@ struct refine_options {
   /// are tried, the only ones whose move can shorten the step: on the Zero Bubble rows both end
   /// at the same spans, and the second does a small fraction of the work at p = 32 and above.
   std::int64_t all_ranks_up_to_ops{8192};
+  /// When to give up (default: never), checked before every trial; past it `refine_weights`
+  /// throws `stretto::deadline_exceeded`.
+  deadline stop{};
 };
 
 /** @brief The outcome of `refine_weights`. */
@@ -439,7 +443,7 @@ end past the current span. When no W is on a critical path of a longest rank, no
 valid whenever `s` is. Deterministic.
 @param memory_limit in the cost model's memory unit; infinity for no limit. A schedule that
 already exceeds it is only refined with earlier moves.
-@throws validation_error if `s` is not valid.
+@throws validation_error if `s` is not valid; deadline_exceeded when `options.stop` passes.
 **Complexity.** O(N) per trial at most, for N ops; usually much less (see above).
 */
 template <cost_model Costs>
@@ -458,6 +462,7 @@ refine_result refine_weights(const schedule& s, const Costs& costs, double memor
   refine_result out;
   std::int64_t simulated = 0;
   auto exhausted = [&] {
+    options.stop.check("refine_weights");
     return out.evaluations >= options.max_evaluations || simulated >= options.max_simulated_ops;
   };
   auto peak_of = [&](const std::vector<op>& list) {
@@ -472,6 +477,7 @@ refine_result refine_weights(const schedule& s, const Costs& costs, double memor
   std::vector<std::vector<char>> critical;
   std::vector<std::size_t> targets;
   const bool longest_only = static_cast<std::int64_t>(s.num_ops()) > options.all_ranks_up_to_ops;
+  options.stop.check("refine_weights");
   mover.critical_weights(span_eps, longest_only, critical);
   for (std::int32_t round = 0; round < options.max_rounds; ++round) {
     bool improved = false;
@@ -535,6 +541,7 @@ refine_result refine_weights(const schedule& s, const Costs& costs, double memor
             best = score;
             ++out.moves;
             improved = true;
+            options.stop.check("refine_weights");
             mover.critical_weights(span_eps, longest_only, critical);
             break;  // the list changed: continue after the op now at q
           }
