@@ -48,6 +48,7 @@
 
 #include "idx.hpp"
 #include "mlp_model.hpp"
+#include "progress.hpp"
 
 namespace {
 
@@ -323,6 +324,7 @@ int train(const options& opt, int rank, int size) {
   std::vector<stretto::sim::op_timing> traced_ops;  // this rank's ops of that step
   stretto::schedule traced_plan;                     // the schedule it ran (auto re-plans)
 
+  stretto::examples::progress_meter progress(rank == 0, opt.epochs, steps, opt.batch_size);  // on stderr
   for (std::int32_t epoch = 1; epoch <= opt.epochs; ++epoch) {
     std::iota(order.begin(), order.end(), 0);
     std::shuffle(order.begin(), order.end(), std::mt19937_64(opt.seed * 7919 + static_cast<std::uint64_t>(epoch)));
@@ -332,6 +334,7 @@ int train(const options& opt, int rank, int size) {
     std::vector<double> windows;  // per step: this rank's last compute end since the step's origin, busy
     MPI_Barrier(MPI_COMM_WORLD);
     const auto epoch_start = clock_type::now();
+    progress.begin_epoch(epoch);
     for (std::int64_t step = 0; step < steps; ++step) {
       if (first_rank) fill_images(train_images, order, step * opt.batch_size, batch_inputs);
       if (last_rank) fill_labels(train_labels, order, step * opt.batch_size, batch_labels);
@@ -364,7 +367,9 @@ int train(const options& opt, int rank, int size) {
           profile.reset();
         }
       }
+      progress.step(step + 1);
     }
+    progress.end_epoch();
     const double epoch_seconds = std::chrono::duration<double>(clock_type::now() - epoch_start).count();
     if (epoch == 1 && tracing) write_step_pictures(traced_ops, traced_plan, traced_step, rank, size, opt);
 
