@@ -57,6 +57,7 @@
 #include "idx.hpp"
 #include "mlp_model.hpp"
 #include "reliability.hpp"
+#include "progress.hpp"
 
 namespace {
 
@@ -433,6 +434,7 @@ int train(const options& opt, int rank, int size) {
     nodes = static_cast<int>(distinct.size());
   }
   ranks_started = true;
+  stretto::examples::progress_meter progress(rank == 0, opt.epochs, steps, opt.batch_size);  // on stderr
   for (std::int32_t epoch = 1; epoch <= opt.epochs; ++epoch) {
     std::iota(order.begin(), order.end(), 0);
     std::shuffle(order.begin(), order.end(), std::mt19937_64(opt.seed * 7919 + static_cast<std::uint64_t>(epoch)));
@@ -443,6 +445,7 @@ int train(const options& opt, int rank, int size) {
     std::vector<double> windows;  // per step: this rank's last compute end since the step's origin, busy
     stretto::mpi::barrier(MPI_COMM_WORLD, bounded, "start of an epoch");
     const auto epoch_start = clock_type::now();
+    progress.begin_epoch(epoch);
     for (std::int64_t step = 0; step < steps; ++step) {
       const std::int64_t first_sample = step * opt.batch_size + grid.data_parallel_rank() * copy_batch;
       if (first_rank) fill_images(train_images, order, first_sample, batch_inputs);
@@ -495,7 +498,9 @@ int train(const options& opt, int rank, int size) {
           profile.reset();
         }
       }
+      progress.step(step + 1);
     }
+    progress.end_epoch();
     const double epoch_seconds = std::chrono::duration<double>(clock_type::now() - epoch_start).count();
     if (epoch == 1 && tracing) write_step_pictures(traced_ops, traced_plan, traced_step, rank, size, opt);
 

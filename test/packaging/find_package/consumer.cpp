@@ -1,4 +1,5 @@
 // Includes the installed headers (and the backends' when they were found) and checks a value.
+// Shared by the find_package, add_subdirectory and FetchContent consumers.
 #include <stretto/stretto.hpp>
 #if defined(STRETTO_HAS_MPI)
 #include <stretto/mpi/communicator.hpp>
@@ -11,6 +12,10 @@
 #endif
 
 #include <cstdio>
+
+#if !defined(STRETTO_CONSUMER_FLAG)
+#error "the consumer's own CMAKE_CXX_FLAGS did not reach its compile"
+#endif
 
 int main() {
   const auto s = stretto::make_schedule<stretto::policies::one_f_one_b>({4, 8, 1});

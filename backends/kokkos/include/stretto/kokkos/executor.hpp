@@ -38,23 +38,36 @@ template <class Scalar, class MemorySpace = Kokkos::DefaultExecutionSpace::memor
 using matrix = Kokkos::View<Scalar**, Kokkos::LayoutRight, MemorySpace>;
 
 /**
-@brief What a model must provide for the executor to run its stages on this rank.
+@brief What a model must provide for the executor to run its stages on this rank (the long form,
+with who calls what on which rank, the lifetimes and the optimizer rule: docs/stage-model.md).
 
-**Notation.** `M` the model type, `model` an `M&`, `s` a stage, `mb` a microbatch, `x`, `y` values
-of `M::matrix_type` (a `stretto::kokkos::matrix`).
+**Notation.** `M` the model type, `model` an `M&`, `s` a stage and `mb` a microbatch (both
+`std::int32_t`), `matrix_type` = `M::matrix_type`. Every view argument is passed as a
+`const matrix_type&`: a `Kokkos::View` is a handle, so a const view's elements are still written
+(`y(i, j) = ...`); declare the parameters `const matrix_type&` (or take them by value).
 
-| Valid expression | Meaning |
-|---|---|
-| `M::matrix_type` | the tensor type of activations and gradients |
-| `model.input_features(s)`, `model.output_features(s)` | widths of stage s's input and output |
-| `model.microbatch_rows(mb)` | the number of samples in microbatch mb |
-| `model.input(mb)` | the first stage's input for mb (called on the rank of stage 0 only) |
-| `model.forward(s, mb, x, y)` | F: reads x, writes y, keeps what its backward needs |
-| `model.loss(mb, y, x)` | on the last stage: returns the loss of mb and writes d loss / d y into x |
-| `model.backward_input(s, mb, x, y)` | B: reads the output gradient x, writes the input gradient y (y has 0 rows on stage 0: nothing to write) and keeps what W needs |
-| `model.backward_weight(s, mb)` | W: accumulates stage s's weight gradients for mb, then frees mb's state |
+| Valid expression | Returns | Meaning |
+|---|---|---|
+| `M::matrix_type` | | the tensor of activations and gradients: a rank-2 `LayoutRight` `Kokkos::View` of non-const scalars, e.g. `stretto::kokkos::matrix<double>` (`[rows, features]`) |
+| `model.input_features(s)`, `model.output_features(s)` | convertible to `std::int64_t` | widths of stage s's input and output |
+| `model.microbatch_rows(mb)` | convertible to `std::int64_t` | the number of samples in mb (every rank, at the start of every step) |
+| `model.input(mb)` | convertible to `matrix_type` | stage 0's input for mb, `[rows(mb), input_features(0)]` (called on stage 0's rank only) |
+| `model.forward(s, mb, x, y)` | ignored | F: reads x `[rows, input_features(s)]`, writes y `[rows, output_features(s)]`, keeps what B and W need |
+| `model.loss(mb, y, dy)` | convertible to `double` | on the last stage, right after its F: returns mb's loss, writes d loss / d y into dy (same shape as y) |
+| `model.backward_input(s, mb, dy, dx)` | ignored | B: reads the output gradient dy, writes the input gradient dx (dx has 0 rows on stage 0: nothing to write), keeps what W needs |
+| `model.backward_weight(s, mb)` | ignored | W: accumulates stage s's weight gradients of mb, then frees mb's state |
 
-Optionally `model.backward(s, mb, x, y)` runs a fused BW; without it BW is B then W.
+Optionally `model.backward(s, mb, dy, dx)` runs a fused BW; without it BW is B then W. For
+`executor::run_forward_only`, `model.output(mb, y)` receives the last stage's output instead of
+`loss`.
+
+**Lifetimes.** The views given to `forward`, `loss` and `backward_input` are handles on buffers
+of the executor's `buffer_pool`. A model may keep them as long as it likes: the pool hands a
+buffer out again only once no one else holds a view of it, so what a model keeps is never
+overwritten. It should drop them when done, at the latest in mb's `backward_weight` (`backward`
+for a fused BW): a buffer still held is not reused, and every later step allocates again. x and
+dy are read-only (after a local hand-over x is the previous stage's y, which that stage may keep).
+The view returned by `input(mb)` is the model's own.
 
 **Overlapped F&B pairs** (DualPipe, DualPipeV; `op::overlapped`). The executor runs a pair as the
 simulator prices it (docs/timing-model.md, "Overlapped F&B pairs in the executor"): it waits
@@ -68,21 +81,69 @@ list order, priced as the two durations added up (the default overlap time).
 
 **Loss scaling.** `loss` must scale by the global batch (e.g. divide by the number of samples of
 the whole step) so that gradients summed over microbatches equal the full-batch gradient: the
-executor applies no scaling of its own.
+executor applies no scaling of its own. The step's loss (`step_record::loss`, the sum of `loss`
+over the microbatches) is filled on the ranks of the last stage only (0 elsewhere).
+
+Each row of the table is a named concept below, so that a compiler's diagnostic names the one
+that a model misses (e.g. "required for the satisfaction of 'stage_model_backward_weight<M>'").
 */
+/** @brief A `stage_model`'s tensor type: a rank-2 `LayoutRight` view of non-const scalars, such as `matrix<double>`. */
+template <class T>
+concept stage_matrix = Kokkos::is_view<T>::value &&                                  // a Kokkos::View
+                       T::rank == 2 &&                                                // rank 2, [rows, features]
+                       std::is_same_v<typename T::array_layout, Kokkos::LayoutRight> &&  // row-major
+                       !std::is_const_v<typename T::value_type>;                      // of non-const scalars
+
+/** @brief `M::matrix_type` is a rank-2 `LayoutRight` view of non-const scalars (`stretto::kokkos::matrix`). */
 template <class M>
-concept stage_model = requires(M& model, std::int32_t s, std::int32_t mb,
-                               const typename M::matrix_type& x) {
-  typename M::matrix_type;
-  { model.input_features(s) } -> std::convertible_to<std::int64_t>;
-  { model.output_features(s) } -> std::convertible_to<std::int64_t>;
-  { model.microbatch_rows(mb) } -> std::convertible_to<std::int64_t>;
-  { model.input(mb) } -> std::convertible_to<typename M::matrix_type>;
-  model.forward(s, mb, x, x);
-  { model.loss(mb, x, x) } -> std::convertible_to<double>;
-  model.backward_input(s, mb, x, x);
-  model.backward_weight(s, mb);
+concept stage_model_matrix_type = requires { typename M::matrix_type; } && stage_matrix<typename M::matrix_type>;
+
+/** @brief `input_features(s)`, `output_features(s)` and `microbatch_rows(mb)` give sizes. */
+template <class M>
+concept stage_model_sizes = requires(M& model, std::int32_t s, std::int32_t mb) {
+  { model.input_features(s) } -> std::convertible_to<std::int64_t>;   // std::int64_t input_features(std::int32_t s)
+  { model.output_features(s) } -> std::convertible_to<std::int64_t>;  // std::int64_t output_features(std::int32_t s)
+  { model.microbatch_rows(mb) } -> std::convertible_to<std::int64_t>;  // std::int64_t microbatch_rows(std::int32_t mb)
 };
+
+/** @brief `input(mb)` gives stage 0's input. */
+template <class M>
+concept stage_model_input = requires(M& model, std::int32_t mb) {
+  { model.input(mb) } -> std::convertible_to<typename M::matrix_type>;  // matrix_type input(std::int32_t mb)
+};
+
+/** @brief F: `forward(s, mb, x, y)` with both views `const matrix_type&`. */
+template <class M>
+concept stage_model_forward = requires(M& model, std::int32_t s, std::int32_t mb, const typename M::matrix_type& x,
+                                       const typename M::matrix_type& y) {
+  model.forward(s, mb, x, y);  // void forward(std::int32_t s, std::int32_t mb, const matrix_type& x, const matrix_type& y): y is const& too
+};
+
+/** @brief The loss on the last stage: `loss(mb, y, dy)` returns the loss as a `double`. */
+template <class M>
+concept stage_model_loss = requires(M& model, std::int32_t mb, const typename M::matrix_type& y,
+                                    const typename M::matrix_type& dy) {
+  { model.loss(mb, y, dy) } -> std::convertible_to<double>;  // double loss(std::int32_t mb, const matrix_type& y, const matrix_type& dy)
+};
+
+/** @brief B: `backward_input(s, mb, dy, dx)` with both views `const matrix_type&`. */
+template <class M>
+concept stage_model_backward_input = requires(M& model, std::int32_t s, std::int32_t mb,
+                                              const typename M::matrix_type& dy, const typename M::matrix_type& dx) {
+  model.backward_input(s, mb, dy, dx);  // void backward_input(std::int32_t s, std::int32_t mb, const matrix_type& dy, const matrix_type& dx)
+};
+
+/** @brief W: `backward_weight(s, mb)`. */
+template <class M>
+concept stage_model_backward_weight = requires(M& model, std::int32_t s, std::int32_t mb) {
+  model.backward_weight(s, mb);  // void backward_weight(std::int32_t s, std::int32_t mb)
+};
+
+/** @brief Every row of the table above (see its named parts). */
+template <class M>
+concept stage_model = stage_model_matrix_type<M> && stage_model_sizes<M> && stage_model_input<M> &&
+                      stage_model_forward<M> && stage_model_loss<M> && stage_model_backward_input<M> &&
+                      stage_model_backward_weight<M>;
 
 /** @brief Options of an `executor`. */
 struct executor_options {
