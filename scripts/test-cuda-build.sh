@@ -31,7 +31,7 @@ while (($#)); do
 done
 jobs=${STRETTO_JOBS:-$(nproc)}
 
-prefix=$(bash scripts/build-kokkos-cuda.sh --arch "$arch" --jobs "$jobs" | tail -n 1)
+prefix=$(bash scripts/build-kokkos-cuda.sh --arch "$arch" --jobs "$jobs" | tee /dev/stderr | tail -n 1)
 
 t0=$(date +%s)
 mkdir -p "$build"
