@@ -579,6 +579,9 @@ class mlp_model {
     Kokkos::deep_copy(ly.weight, host);
   }
 
+ public:
+  // Public, as every function that holds a KOKKOS_LAMBDA: CUDA allows no device lambda in a
+  // private or protected member function. Not part of the model's interface.
   void dense_forward(std::int32_t l, const matrix_type& x, const matrix_type& y) {
     auto& ly = layer(l);
     KokkosBlas::gemm("N", "T", Scalar(1), x, ly.weight, Scalar(0), y);
@@ -608,6 +611,7 @@ class mlp_model {
         });
   }
 
+ private:
   std::vector<std::int64_t> widths_;
   std::int32_t num_stages_;
   std::vector<std::int32_t> boundaries_;  // stage s holds layers [boundaries_[s], boundaries_[s+1])

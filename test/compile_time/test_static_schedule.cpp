@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string_view>
 
 #include <stretto/compile_time/static_schedule.hpp>
 #include <stretto/compile_time/static_validate.hpp>
@@ -76,10 +77,30 @@ static_assert(v_half_4_8::ops(0)[4] == op{op_kind::forward, 0, 4} && v_half_4_8:
               v_half_4_8::ops(0)[7] == op{op_kind::backward_weight, 7, 0});
 static_assert(sim::simulate(v_half_4_8::to_schedule(), sim::uniform_costs{}).metrics.span == 26.5);
 
+// nvcc's front end cannot name a variable template with a class-type argument (pipeline_shape)
+// outside a template: it writes the argument out as an undeclared name. These helpers name them
+// inside one, so that the test also compiles with nvcc (docs/gpu.md).
+template <class Policy, pipeline_shape Shape>
+constexpr std::size_t table_bytes() {
+  return sizeof(compile_time::detail::table_v<Policy, Shape>.ops);
+}
+template <class Policy, pipeline_shape Shape>
+constexpr compile_time::diag::failure failure_of() {
+  return compile_time::detail::summary_v<Policy, Shape>.failure;
+}
+template <class Policy, pipeline_shape Shape>
+constexpr std::string_view message_of() {
+  const auto& s = compile_time::detail::summary_v<Policy, Shape>;
+  return {s.message, s.message_length};
+}
+template <class Policy, pipeline_shape Shape>
+constexpr schedule_rule broken_rule() {
+  return compile_time::broken_rule_v<Policy, Shape>;
+}
+
 // The counting pass sizes the table exactly: 3·p·m ops with split backwards, 2·p·m with fused.
 static_assert(zb_4_8::num_ops() == 3 * 4 * 8);
-static_assert(sizeof(compile_time::detail::table_v<policies::zb_h1, pipeline_shape{4, 8, 1}>.ops) ==
-              3 * 4 * 8 * sizeof(op));
+static_assert(table_bytes<policies::zb_h1, pipeline_shape{4, 8, 1}>() == 3 * 4 * 8 * sizeof(op));
 static_assert(one_f_one_b_3_5::num_ops() == 2 * 3 * 5);
 static_assert(gpipe_5_2::num_ops() == 2 * 5 * 2);
 static_assert(zb_8_64::num_ops() == 3 * 8 * 64);
@@ -115,15 +136,10 @@ static_assert(caught<schedule_rule::deadlock>);
 // A shape the policy rejects is not a broken rule: it is reported before generation.
 static_assert(!compile_time::is_valid_v<policies::zb_h1, pipeline_shape{4, 8, 2}>);
 static_assert(compile_time::broken_rule_v<policies::zb_h1, pipeline_shape{4, 8, 2}> == schedule_rule::valid);
-static_assert(compile_time::detail::summary_v<policies::zb_h1, pipeline_shape{4, 8, 2}>.failure ==
-              compile_time::diag::failure::shape_rejected);
+static_assert(failure_of<policies::zb_h1, pipeline_shape{4, 8, 2}>() == compile_time::diag::failure::shape_rejected);
 
 // The message carried into the diagnostic names the policy, the shape and the rule.
-constexpr std::string_view deadlock_message() {
-  const auto& s = compile_time::detail::summary_v<hand_policy<schedule_rule::deadlock>, hand_shape>;
-  return {s.message, s.message_length};
-}
-static_assert(deadlock_message().starts_with("hand at (p, m, v) = (2, 2, 1): invalid schedule [deadlock]: "));
+static_assert(message_of<hand_policy<schedule_rule::deadlock>, hand_shape>().starts_with("hand at (p, m, v) = (2, 2, 1): invalid schedule [deadlock]: "));
 
 // ---- the value path ------------------------------------------------------------------------
 static_assert(compile_time::check(make_schedule<policies::zb_h1>({4, 8, 1})));
@@ -146,5 +162,5 @@ TEST_CASE("static_schedule.same_values_at_run_time" * doctest::timeout(10)) {
     total += ops.size();
   }
   CHECK(total == zb_8_64::num_ops());
-  CHECK(compile_time::broken_rule_v<hand_policy<schedule_rule::order>, hand_shape> == schedule_rule::order);
+  CHECK(broken_rule<hand_policy<schedule_rule::order>, hand_shape>() == schedule_rule::order);
 }

@@ -58,7 +58,10 @@ constexpr schedule_summary summarize() {
   schedule_summary out;
   const std::string where = cat(Policy::name, " at (p, m, v) = (", Shape.num_ranks, ", ", Shape.num_microbatches,
                                 ", ", Shape.num_chunks, "): ");
-  if (const std::string problem = Policy::check(Shape); !problem.empty()) {
+  // Declared before each `if`, not in it: nvcc's front end reports "access to uninitialized
+  // object" when a constant evaluation returns from inside `if (T x = ...; cond)` with a string.
+  const std::string problem = Policy::check(Shape);
+  if (!problem.empty()) {
     out.failure = diag::failure::shape_rejected;
     set_message(out, where + problem);
     return out;
@@ -71,7 +74,8 @@ constexpr schedule_summary summarize() {
                          to_string(s.placement()), "; expected placement ", to_string(Policy::placement)));
     return out;
   }
-  if (const validation_result result = validate(s); !result) {
+  const validation_result result = validate(s);
+  if (!result) {
     out.failure = diag::failure::invariant;
     out.rule = result.rule;
     set_message(out, where + result.message);
@@ -174,8 +178,11 @@ for (const stretto::op& o : plan::ops(rank)) run(o);
 */
 template <schedule_policy Policy, pipeline_shape Shape>
 class static_schedule {
-  static constexpr const detail::schedule_summary& summary_ = detail::summary_v<Policy, Shape>;
-  static_assert(diag::require_valid<summary_.failure, summary_.rule, detail::message_of<summary_>()>());
+  // A pointer, not a reference: nvcc's front end rejects a constexpr reference member of a class
+  // template ("has already been initialized").
+  static constexpr const detail::schedule_summary* summary_ = &detail::summary_v<Policy, Shape>;
+  static_assert(diag::require_valid<summary_->failure, summary_->rule,
+                                    detail::message_of<detail::summary_v<Policy, Shape>>()>());
 
  public:
   using policy_type = Policy;
@@ -193,7 +200,7 @@ class static_schedule {
   static constexpr std::int32_t num_ranks() noexcept { return Shape.num_ranks; }
   static constexpr std::int32_t num_stages() noexcept { return Shape.num_stages(); }
   static constexpr std::int32_t num_microbatches() noexcept { return Shape.num_microbatches; }
-  static constexpr std::size_t num_ops() noexcept { return summary_.num_ops; }
+  static constexpr std::size_t num_ops() noexcept { return summary_->num_ops; }
 
   /** @brief The longest per-rank list. */
   static constexpr std::size_t max_ops_per_rank() noexcept {

@@ -54,8 +54,10 @@ struct bitpipe {
 
   static constexpr std::string check(const pipeline_shape& s) {
     using detail::cat;
-    if (std::string e = detail::check_counts(name, s); !e.empty()) return e;
-    if (std::string e = detail::check_paired_ranks(name, s); !e.empty()) return e;
+    std::string e = detail::check_counts(name, s);
+    if (!e.empty()) return e;
+    e = detail::check_paired_ranks(name, s);
+    if (!e.empty()) return e;
     if (s.num_chunks != 2)
       return cat(name, ": each replica is V-shaped with 2 chunks per rank, so chunks must be 2 (got ", s.num_chunks,
                  ")");
@@ -148,8 +150,10 @@ struct chimera {
 
   static constexpr std::string check(const pipeline_shape& s) {
     using detail::cat;
-    if (std::string e = detail::check_counts(name, s); !e.empty()) return e;
-    if (std::string e = detail::check_paired_ranks(name, s); !e.empty()) return e;
+    std::string e = detail::check_counts(name, s);
+    if (!e.empty()) return e;
+    e = detail::check_paired_ranks(name, s);
+    if (!e.empty()) return e;
     if (s.num_chunks != 1)
       return cat(name, ": holds one stage of each replica per rank, so chunks must be 1 (got ", s.num_chunks,
                  "); bitpipe is the V-shaped bidirectional schedule");

@@ -55,7 +55,8 @@ constexpr std::string check_paired_ranks(std::string_view name, const pipeline_s
 @brief The checks shared by policies with one stage per rank: `check_counts` and v = 1.
 */
 constexpr std::string check_linear(std::string_view name, const pipeline_shape& s) {
-  if (std::string e = check_counts(name, s); !e.empty()) return e;
+  std::string e = check_counts(name, s);
+  if (!e.empty()) return e;
   if (s.num_chunks != 1)
     return cat(name, ": uses a linear placement with one chunk per rank, so chunks must be 1 (got ",
                s.num_chunks, "); use interleaved-1f1b for several chunks per rank");

@@ -322,7 +322,8 @@ constexpr void cm_append(schedule& out, cm_block_kind kind) {
 
 /** The shape rule of both: `check_counts` and v = 2. */
 constexpr std::string check_controllable_memory(std::string_view name, const pipeline_shape& s) {
-  if (std::string e = check_counts(name, s); !e.empty()) return e;
+  std::string e = check_counts(name, s);
+  if (!e.empty()) return e;
   if (s.num_chunks != 2)
     return cat(name, ": places 2 chunks per rank in a V, so chunks must be 2 (got ", s.num_chunks,
                "); for one chunk per rank use zb-h1, for more use interleaved-1f1b");

@@ -132,7 +132,8 @@ struct dualpipe {
 
   static constexpr std::string check(const pipeline_shape& s) {
     using detail::cat;
-    if (std::string e = detail::check_counts(name, s); !e.empty()) return e;
+    std::string e = detail::check_counts(name, s);
+    if (!e.empty()) return e;
     if (s.num_ranks < 2 || s.num_ranks % 2 != 0)
       return cat(name, ": feeds the pipeline from both ends and pairs rank r with rank p-1-r, so the number of ranks p "
                  "must be even and at least 2 (got p = ", s.num_ranks, "); use p = ",
@@ -186,7 +187,8 @@ struct dualpipev {
 
   static constexpr std::string check(const pipeline_shape& s) {
     using detail::cat;
-    if (std::string e = detail::check_counts(name, s); !e.empty()) return e;
+    std::string e = detail::check_counts(name, s);
+    if (!e.empty()) return e;
     if (s.num_chunks != 2)
       return cat(name, ": places 2 chunks per rank in a V, so chunks must be 2 (got ", s.num_chunks,
                  "); dualpipe is the variant with one stage per replica");

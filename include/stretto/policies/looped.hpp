@@ -19,7 +19,8 @@ namespace detail {
 
 /** Shape checks shared by the looped policies: p, m ≥ 1 and v ≥ 2. */
 constexpr std::string check_looped(std::string_view name, const pipeline_shape& s) {
-  if (std::string e = check_counts(name, s); !e.empty()) return e;
+  std::string e = check_counts(name, s);
+  if (!e.empty()) return e;
   if (s.num_chunks < 2)
     return cat(name, ": loops the model over the ranks, so it needs at least 2 chunks per rank (got ",
                s.num_chunks, "); use --chunks 2 or more, or 1f1b for one stage per rank");
@@ -138,7 +139,8 @@ struct interleaved_1f1b_group {
   }
 
   static constexpr std::string check(const pipeline_shape& s) {
-    if (std::string e = detail::check_looped(name, s); !e.empty()) return e;
+    std::string e = detail::check_looped(name, s);
+    if (!e.empty()) return e;
     if constexpr (GroupSize != 0) {
       const std::int32_t n = GroupSize, p = s.num_ranks, m = s.num_microbatches;
       if (n < p || n > m)

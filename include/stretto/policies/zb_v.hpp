@@ -395,7 +395,8 @@ struct zb_v {
 
   static constexpr std::string check(const pipeline_shape& s) {
     using detail::cat;
-    if (std::string e = detail::check_counts(name, s); !e.empty()) return e;
+    std::string e = detail::check_counts(name, s);
+    if (!e.empty()) return e;
     if (s.num_chunks != 2)
       return cat(name, ": places 2 chunks per rank in a V, so chunks must be 2 (got ", s.num_chunks, ")");
     return {};

@@ -299,7 +299,8 @@ Invariants, in the order checked:
 **Complexity.** O(N) memory and O(N·p) time for N ops. Usable in `static_assert`.
 */
 constexpr validation_result validate(const schedule& s) {
-  if (validation_result result = detail::validate_structure(s); !result) return result;
+  validation_result result = detail::validate_structure(s);
+  if (!result) return result;
   return detail::validate_deadlock(s);
 }
 

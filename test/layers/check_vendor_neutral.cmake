@@ -1,0 +1,26 @@
+# Checks that the core and the Kokkos backend name no GPU vendor's API: whatever is device-specific
+# goes through Kokkos (docs/gpu.md). Run as
+#   cmake -DSOURCE_DIR=<repo> -P check_vendor_neutral.cmake
+# Flags code lines (not // comments or doc blocks' prose) that use CUDA or HIP names directly.
+set(_pattern "(Kokkos::Cuda|Kokkos::Experimental::HIP|CudaSpace|CudaUVMSpace|HIPSpace|cuda[A-Z][A-Za-z]*[ ]*\\(|hip[A-Z][A-Za-z]*[ ]*\\(|__CUDA|__HIP|KOKKOS_ENABLE_CUDA|KOKKOS_ENABLE_HIP|#[ ]*include[ ]*<(cuda|cublas|hip|rocblas))")
+file(GLOB_RECURSE _headers "${SOURCE_DIR}/include/stretto/*.hpp" "${SOURCE_DIR}/backends/kokkos/include/*.hpp")
+set(_violations "")
+foreach(_header IN LISTS _headers)
+  file(STRINGS "${_header}" _lines REGEX "${_pattern}")
+  foreach(_line IN LISTS _lines)
+    if(_line MATCHES "^[ ]*//")
+      continue()
+    endif()
+    file(RELATIVE_PATH _rel "${SOURCE_DIR}" "${_header}")
+    list(APPEND _violations "${_rel}: ${_line}")
+  endforeach()
+endforeach()
+list(LENGTH _headers _count)
+if(_count EQUAL 0)
+  message(FATAL_ERROR "check_vendor_neutral: no headers found under ${SOURCE_DIR}")
+endif()
+if(_violations)
+  list(JOIN _violations "\n  " _text)
+  message(FATAL_ERROR "vendor-specific code in the core or the executor (express it through Kokkos, or put it under backends/<vendor>):\n  ${_text}")
+endif()
+message(STATUS "check_vendor_neutral: ${_count} headers name no GPU vendor's API")
