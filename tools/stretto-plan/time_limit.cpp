@@ -101,6 +101,10 @@ double estimate_seconds(std::string_view schedule, const stretto::pipeline_shape
 void check_planning_time(std::string_view what, const std::string_view* schedules,
                          const stretto::pipeline_shape* shapes, std::size_t count, double limit) {
   if (count == 0) return;
+  // For the tests of the in-planner deadline only: without the up-front estimate, a shape far
+  // beyond the limit reaches the deadline on any machine, however fast.
+  if (const char* skip = std::getenv("STRETTO_PLAN_NO_ESTIMATE"); skip != nullptr && std::string_view(skip) == "1")
+    return;
   const double p = shapes[0].num_ranks, m = shapes[0].num_microbatches;
   const double estimate = total_seconds(schedules, shapes, count, p, m);
   if (!(estimate > limit)) return;
