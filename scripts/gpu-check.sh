@@ -99,8 +99,7 @@ fatbin_archs() {
   rm -f "$tmp"
 }
 
-binaries=(stretto.test.mpi.pipeline stretto.test.mpi.runtime stretto.test.mpi.allocations stretto.test.kokkos
-          stretto.example.fashion_mnist stretto.bench.emulated_pipeline)
+binaries=(stretto.test.mpi.pipeline stretto.test.kokkos stretto.example.fashion_mnist stretto.bench.emulated_pipeline)
 declare -A path_of=()
 if [[ ! -f $build/CMakeCache.txt ]]; then
   record build failed "no build in $build (run scripts/test-cuda-build.sh first)"
