@@ -32,7 +32,12 @@ while (($#)); do
 done
 jobs=${STRETTO_JOBS:-$(nproc)}
 
-prefix=$(bash scripts/build-kokkos-cuda.sh --arch "$arch" --jobs "$jobs" | tee /dev/stderr | tail -n 1)
+# Its log goes to our stderr through the descriptor (not by opening /dev/stderr, which would
+# truncate a log file that stderr is redirected to); its last line is the prefix.
+kokkos_out=$(mktemp)
+bash scripts/build-kokkos-cuda.sh --arch "$arch" --jobs "$jobs" | tee "$kokkos_out" >&2
+prefix=$(tail -n 1 "$kokkos_out")
+rm -f "$kokkos_out"
 
 t0=$(date +%s)
 mkdir -p "$build"
