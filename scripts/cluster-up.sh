@@ -59,6 +59,7 @@ for tool in ip unshare munged munge unmunge slurmctld slurmd scontrol sinfo runu
 done
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+PROJECT=$(cd "$HERE/.." && pwd)  # the checkout these scripts belong to
 RUNDIR=/run/stretto-cluster
 CONF=$RUNDIR/slurm.conf
 PROLOG=$RUNDIR/task-prolog.sh
@@ -236,10 +237,15 @@ for ((i = 1; i <= NODES; ++i)); do
   # which remounts /sys and hides the cgroup file system that slurmd needs.)
   mkdir -p "$STATE/node$i/tmp"
   chmod 1777 "$STATE/node$i/tmp"
+  # A checkout (and its build) under /tmp stays visible on every node: it is bound into the
+  # node's own /tmp at the same path before that /tmp replaces the machine's.
+  keep=
+  if [[ $PROJECT == /tmp/* ]]; then keep=${PROJECT#/tmp/}; mkdir -p "$STATE/node$i/tmp/$keep"; fi
   # shellcheck disable=SC2016
   alive "slurmd-node$i" slurmd || start "slurmd-node$i" slurmd nsenter --net="/run/netns/stretto-node$i" \
-    unshare --uts --mount sh -c 'hostname "$0" && mount --bind "$2" /tmp && exec slurmd -D -N "$0" -f "$1"' \
-    "node$i" "$CONF" "$STATE/node$i/tmp"
+    unshare --uts --mount sh -c 'hostname "$0" && { [ -z "$3" ] || mount --bind "/tmp/$3" "$2/$3"; } &&
+      mount --rbind "$2" /tmp && exec slurmd -D -N "$0" -f "$1"' \
+    "node$i" "$CONF" "$STATE/node$i/tmp" "$keep"
 done
 
 # ---- 5. nodes ready -----------------------------------------------------------------------------
