@@ -78,6 +78,28 @@ inline std::string seconds_text(double seconds) {
   MPI_Abort(comm, code);
   std::abort();  // MPI_Abort does not return
 }
+
+/// Tests `request` until it completes or `timeout` passes, pausing between tests (1 µs, doubling
+/// up to 1 ms); returns false on timeout (the request is then still pending).
+inline bool wait_bounded(MPI_Request& request, std::chrono::duration<double> timeout) {
+  using clock = std::chrono::steady_clock;
+  const auto deadline = clock::now() + std::chrono::duration_cast<clock::duration>(timeout);
+  auto pause = std::chrono::microseconds(1);
+  for (;;) {
+    int done = 0;
+    MPI_Test(&request, &done, MPI_STATUS_IGNORE);
+    if (done) return true;
+    if (clock::now() > deadline) return false;
+    std::this_thread::sleep_for(pause);
+    pause = std::min<std::chrono::microseconds>(std::chrono::milliseconds(1), pause * 2);
+  }
+}
+
+/// Reports a timed-out collective: throws `timeout_error(text)` or ends the job (exit code 3).
+[[noreturn]] inline void fail_collective(MPI_Comm comm, const std::string& text, timeout_action action) {
+  if (action == timeout_action::throw_error) throw timeout_error(text);
+  abort_with(comm, text, 3);
+}
 }  // namespace detail
 
 /**
@@ -89,25 +111,14 @@ epoch's loss"); both appear in the diagnostic.
 inline void wait_collective(MPI_Request& request, MPI_Comm comm, const collective_options& o, std::string_view operation,
                             std::string_view what) {
   check_timeout(o.timeout);
-  using clock = std::chrono::steady_clock;
-  const auto deadline = clock::now() + std::chrono::duration_cast<clock::duration>(o.timeout);
-  auto pause = std::chrono::microseconds(1);
-  for (;;) {
-    int done = 0;
-    MPI_Test(&request, &done, MPI_STATUS_IGNORE);
-    if (done) return;
-    if (clock::now() > deadline) break;
-    std::this_thread::sleep_for(pause);
-    pause = std::min<std::chrono::microseconds>(std::chrono::milliseconds(1), pause * 2);
-  }
+  if (detail::wait_bounded(request, o.timeout)) return;
   int rank = 0, size = 0;
   MPI_Comm_rank(comm, &rank);
   MPI_Comm_size(comm, &size);
   const std::string text = stretto::detail::cat(
       "stretto::mpi: rank ", rank, " timed out after ", detail::seconds_text(o.timeout.count()), " s in ", operation, " (",
       what, ") over ", size, " ranks: a rank has not joined (stopped, dead, or waiting in another call)");
-  if (o.on_timeout == timeout_action::throw_error) throw timeout_error(text);
-  detail::abort_with(comm, text, 3);
+  detail::fail_collective(comm, text, o.on_timeout);
 }
 
 /** @brief `MPI_Barrier`, bounded (`MPI_Ibarrier`). */

@@ -566,11 +566,9 @@ class communicator {
     const std::string text = stretto::detail::cat(
         "stretto::mpi: rank ", rank_, " dropped its pending ", q.is_receive_ ? "receive of the " : "send of the ",
         to_string(q.key_), q.is_receive_ ? " from rank " : " to rank ", q.peer_,
-        "; it could not be cancelled and did not finish within ", seconds_text(options_.timeout.count()),
+        "; it could not be cancelled and did not finish within ", detail::seconds_text(options_.timeout.count()),
         " s, so its buffer is unsafe to free");
-    std::fprintf(stderr, "%s\n", text.c_str());
-    std::fflush(stderr);
-    MPI_Abort(comm_, 3);
+    detail::abort_with(comm_, text, 3);
   }
 
   void stop_progress() {
@@ -681,20 +679,10 @@ class communicator {
 
   [[noreturn]] void fail_timeout(request& q, const op& waiting) {
     const std::string text = stretto::detail::cat(
-        "stretto::mpi: rank ", rank_, " timed out after ", seconds_text(options_.timeout.count()), " s in ", to_string(waiting), " waiting for ",
+        "stretto::mpi: rank ", rank_, " timed out after ", detail::seconds_text(options_.timeout.count()), " s in ", to_string(waiting), " waiting for ",
         q.is_receive_ ? "the receive of the " : "its send of the ", to_string(q.key_),
         q.is_receive_ ? " from rank " : " to rank ", q.peer_, " (tag ", tag_of(q.key_), ")");
-    if (options_.on_timeout == timeout_action::throw_error) throw timeout_error(text);
-    std::fprintf(stderr, "%s\n", text.c_str());
-    std::fflush(stderr);
-    MPI_Abort(comm_, 3);
-    throw timeout_error(text);  // MPI_Abort does not return; this keeps [[noreturn]] honest.
-  }
-
-  static std::string seconds_text(double seconds) {
-    char text[32];
-    std::snprintf(text, sizeof text, "%g", seconds);
-    return text;
+    detail::fail_collective(comm_, text, options_.on_timeout);
   }
 
   pipeline_shape shape_{};

@@ -56,31 +56,6 @@ struct process_grid_options {
 };
 
 namespace detail {
-// Waits for `request` until `timeout`, polling with growing pauses (1 µs … 1 ms); returns false on
-// timeout (the request is then still pending).
-inline bool wait_bounded(MPI_Request& request, std::chrono::duration<double> timeout) {
-  using clock = std::chrono::steady_clock;
-  const auto deadline = clock::now() + std::chrono::duration_cast<clock::duration>(timeout);
-  auto pause = std::chrono::microseconds(1);
-  for (;;) {
-    int done = 0;
-    MPI_Test(&request, &done, MPI_STATUS_IGNORE);
-    if (done) return true;
-    if (clock::now() > deadline) return false;
-    std::this_thread::sleep_for(pause);
-    pause = std::min<std::chrono::microseconds>(pause * 2, std::chrono::microseconds(1000));
-  }
-}
-
-// Reports a timed-out collective as the communicator reports a timed-out message.
-[[noreturn]] inline void fail_collective(MPI_Comm comm, const std::string& text, timeout_action action) {
-  if (action == timeout_action::throw_error) throw timeout_error(text);
-  std::fprintf(stderr, "%s\n", text.c_str());
-  std::fflush(stderr);
-  MPI_Abort(comm, 3);
-  throw timeout_error(text);  // MPI_Abort does not return
-}
-
 inline std::string divisors_text(int n) {
   std::string out;
   for (int d = 1; d <= n; ++d)
