@@ -20,7 +20,14 @@ function(stretto_add_test name)
   add_executable(${target} ${ARG_SOURCES})
   target_link_libraries(${target} PRIVATE stretto_test_main ${ARG_LIBS})
   target_include_directories(${target} PRIVATE ${PROJECT_SOURCE_DIR}/test)
-  doctest_discover_tests(${target} TEST_PREFIX "${name}." PROPERTIES LABELS "unit;${ARG_LABELS}")
+  # doctest_discover_tests passes PROPERTIES through a command line that splits a list value, so
+  # only the first label would survive: the labels are set by an include file run after the
+  # discovered tests are defined instead.
+  doctest_discover_tests(${target} TEST_PREFIX "${name}." TEST_LIST ${target}_tests)
+  set(labels_file ${CMAKE_CURRENT_BINARY_DIR}/${target}_labels.cmake)
+  file(WRITE ${labels_file}
+    "if(${target}_tests)\n  set_tests_properties(\${${target}_tests} PROPERTIES LABELS \"unit;${ARG_LABELS}\")\nendif()\n")
+  set_property(DIRECTORY APPEND PROPERTY TEST_INCLUDE_FILES ${labels_file})
 endfunction()
 
 function(stretto_add_mpi_test name)
