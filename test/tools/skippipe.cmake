@@ -29,3 +29,11 @@ stretto_plan_test(skippipe_missing_file EXIT 2 ONE_ERROR_LINE
 stretto_plan_test(skippipe_unknown_key EXIT 2 ONE_ERROR_LINE
   STDERR "^stretto-plan: error: --setting [^ ]*skippipe_bad_key.json:6:12: speed: unknown key. valid keys: "
   ARGS skippipe --setting ${_dir}/skippipe_bad_key.json)
+# --time-limit: the planner stops at its deadline (1 ns has always passed by the first candidate,
+# so the test is timing-free) and the command exits 2 with the time-limit line; bad limits refused.
+stretto_plan_test(skippipe_time_limit EXIT 2 ONE_ERROR_LINE
+  STDERR "^stretto-plan: error: skippipe planning ran past --time-limit 1e-09 s and was stopped. give a larger --time-limit"
+  ARGS skippipe --preset geo-distributed --seed 1 --time-limit 1e-9)
+stretto_plan_test(skippipe_time_limit_bad EXIT 2 ONE_ERROR_LINE
+  STDERR "^stretto-plan: error: --time-limit must be a finite number of seconds > 0, e.g. 60 \\(got '0'\\)\n$"
+  ARGS skippipe --preset geo-distributed --time-limit 0)

@@ -1,7 +1,10 @@
 #include "skippipe.hpp"
 
+#include "time_limit.hpp"
+
 #include <cerrno>
 #include <charconv>
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -37,6 +40,11 @@ CLI::App* add_skippipe_command(CLI::App& app, skippipe_arguments& args) {
       ->capture_default_str()
       ->type_name("N");
   command->add_flag("--json", args.json, "Write the report as one JSON object");
+  command
+      ->add_option("--time-limit", args.time_limit,
+                   "Seconds the planner may search before the command stops with exit status 2")
+      ->capture_default_str()
+      ->type_name("SECONDS");
   command->footer(
       "Times are in the setting's unit (the presets use seconds). The full pipeline sends every microbatch through\n"
       "every stage (1F1B order on each node); random skip draws paths of the same length at random.\n"
@@ -91,10 +99,14 @@ void run_skippipe(const skippipe_arguments& args, std::ostream& out) {
     if (error != std::errc{} || stop != end || args.seed.empty())
       throw stretto::argument_error("--seed must be a whole number from 0 to 18446744073709551615 (got '" + args.seed + "')");
   }
+  const double limit = parse_time_limit(args.time_limit);
   const sp::setting s = load(args, seed);
   sp::planner_options options;
   options.seed = seed;
-  const sp::plan_result plan = sp::plan(s, options);
+  options.stop = stretto::plan::deadline::after(std::chrono::duration<double>(limit));
+  // No up-front estimate: the search is bounded by its candidate budget, and the deadline stops it.
+  const sp::plan_result plan =
+      within_time_limit("skippipe planning", 0.0, limit, [&] { return sp::plan(s, options); });
   sp::validate_paths(s, plan.paths);
   const std::vector<sp::path> full = sp::full_pipeline_paths(s);
   const std::vector<sp::path> random = sp::random_skip_paths(s, seed);

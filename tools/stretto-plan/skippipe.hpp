@@ -23,6 +23,7 @@ struct skippipe_arguments {
   std::string preset;        ///< --preset NAME
   std::string seed{"1"};     ///< --seed N
   bool json{false};          ///< --json
+  std::string time_limit{"60"};  ///< --time-limit SECONDS: the planner stops (exit 2) when it runs longer
 };
 
 /** @brief Declares the `skippipe` subcommand of `app`, bound to `args`. */

@@ -163,9 +163,9 @@ void progress_reporter::watch() {
       std::_Exit(2);
     }
     if (elapsed < next_line) continue;
-    const std::string line = "stretto-plan: " + what_ + ": " + format_number(std::floor(elapsed)) +
-                             " s elapsed of about " + seconds_text(estimate_) + " s estimated (--time-limit " +
-                             format_number(limit_) + " s)";
+    const std::string estimated = estimate_ > 0.0 ? " of about " + seconds_text(estimate_) + " s estimated" : "";
+    const std::string line = "stretto-plan: " + what_ + ": " + format_number(std::floor(elapsed)) + " s elapsed" +
+                             estimated + " (--time-limit " + format_number(limit_) + " s)";
     if (terminal_) {
       std::cerr << "\r\033[K" << line << std::flush;
       live_line_ = true;

@@ -56,7 +56,8 @@ std::string time_limit_message(std::string_view what, double limit);
 well past the limit.
 
 Nothing is printed during the first second (so short runs print nothing). Then, once a second,
-a line `stretto-plan: <what>: 3 s elapsed of about 10 s estimated (--time-limit 60 s)`: rewritten
+a line `stretto-plan: <what>: 3 s elapsed of about 10 s estimated (--time-limit 60 s)` (without
+the estimate when `estimate` is 0, i.e. unknown): rewritten
 in place (`\r`) when stderr is a terminal, else a plain line (at 1 s, then every 5 s). If the run
 is still going one second after the limit (work that checks no deadline, such as generating or
 simulating a very large schedule), it prints the one-line error of `time_limit_message` and ends

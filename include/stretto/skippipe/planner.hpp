@@ -59,6 +59,7 @@ seed give the same plan.
 #include <vector>
 
 #include "../core/errors.hpp"
+#include "../plan/deadline.hpp"
 #include "paths.hpp"
 #include "setting.hpp"
 #include "simulate.hpp"
@@ -214,6 +215,9 @@ struct planner_options {
   std::int32_t max_solutions{8};      ///< conflict-free candidates simulated before it stops (paper: 8)
   double early_stop{0.88};            ///< stop when one simulates below early_stop × the first (paper: 0.88)
   bool limit_memory{true};            ///< the simulation's per-node activation slots (see `simulate`)
+  /// When to give up: checked before each candidate is expanded (one agent's A* re-plan and, for a
+  /// conflict-free candidate, one simulation), after which `plan` throws `stretto::deadline_exceeded`.
+  plan::deadline stop{};
 };
 
 /** @brief A plan and how the search went. */
@@ -409,6 +413,7 @@ inline plan_result run_cbs(const setting& s, const planner_options& o, bool tc2,
   std::int32_t expansions = 0, solutions = 0;
   bool found = false;
   while (!open.empty() && expansions < budget && solutions < o.max_solutions) {
+    o.stop.check("skippipe planner");
     const std::size_t at = std::get<3>(open.top());
     open.pop();
     ++expansions;
@@ -493,6 +498,7 @@ inline plan_result run_cbs(const setting& s, const planner_options& o, bool tc2,
 @returns the plan with the shortest simulated iteration among the conflict-free candidates.
 @throws stretto::argument_error when `s` is invalid or no plan satisfies the caps within the
 budget (give more memory, a longer budget, or fewer microbatches per node).
+@throws stretto::deadline_exceeded when `o.stop` passes before the search ends.
 */
 inline plan_result plan(const setting& s, const planner_options& o = {}) {
   s.check();
