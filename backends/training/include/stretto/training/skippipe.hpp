@@ -67,6 +67,7 @@ all-reduce); for `infer`, `model.output(mb, logits)` consumes the head's output 
 #include <optional>
 #include <span>
 #include <string>
+#include <thread>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -89,10 +90,15 @@ namespace stretto::training {
 struct skippipe_options {
   /// Model stages 1 … S−1 are residual: y = x + f(x) (see the file comment). Default off.
   bool residual{false};
-  /// Emulated node speed: after each op's compute (fenced) the rank busy-waits until the op has
+  /// Emulated node speed: after each op's compute (fenced) the rank sleeps until the op has
   /// taken `slowdown` times its measured time (1: no emulation; ≥ 1). The demo gives each node
   /// its setting's relative compute time, to emulate heterogeneous nodes on equal cores.
   double slowdown{1.0};
+  /// Emulated node speed from the setting: when above 0, every op lasts at least its time in the
+  /// setting (w_n for F, backward_factor · w_n for the backward, loss_factor · w_d for the loss op,
+  /// F, loss, B and W of the head included) times `time_unit`, sleeping the rest. Then the measured
+  /// iteration follows the setting's node speeds on any machine (the network is not emulated).
+  std::chrono::duration<double> time_unit{0.0};
   /// Bound of every wait (point-to-point and the stage all-reduce); finite and above 0.
   std::chrono::duration<double> timeout{300.0};
   mpi::timeout_action on_timeout{mpi::timeout_action::abort};
@@ -163,6 +169,8 @@ class skippipe_runner {
       : setting_(s), model_(model), options_(options) {
     s.check();
     mpi::check_timeout(options_.timeout, "skippipe runner's timeout");
+    if (!(options_.time_unit.count() >= 0.0) || !std::isfinite(options_.time_unit.count()))
+      throw argument_error("skippipe execution: time_unit must be a finite time >= 0 (0: no emulation)");
     if (!(options_.slowdown >= 1.0) || !std::isfinite(options_.slowdown))
       throw argument_error(stretto::detail::cat("skippipe execution: slowdown must be a finite factor >= 1 (got ",
                                                 std::to_string(options_.slowdown), "); 1 runs at the node's own speed"));
@@ -334,13 +342,19 @@ class skippipe_runner {
     return -1;
   }
 
-  // Emulated slowness: spins until `slowdown` × the op's measured time has passed.
-  void emulate(std::chrono::steady_clock::time_point begin) const {
-    if (options_.slowdown <= 1.0) return;
+  // Emulated node speed: sleeps until the op has taken `slowdown` × its measured time and at least
+  // its setting time × `time_unit` (a sleep, not a spin: ranks that share cores leave them to the
+  // others, as a separate slower node would).
+  void emulate(std::chrono::steady_clock::time_point begin, skippipe::op_type type) const {
+    const double w = setting_.compute[static_cast<std::size_t>(rank_)];
+    const double units = type == skippipe::op_type::forward ? w
+                         : type == skippipe::op_type::loss  ? setting_.loss_factor * w
+                                                            : setting_.backward_factor * w;
+    const std::chrono::duration<double> floor = options_.time_unit * units;
     const auto taken = std::chrono::steady_clock::now() - begin;
-    const auto until = begin + std::chrono::duration_cast<std::chrono::steady_clock::duration>(taken * options_.slowdown);
-    while (std::chrono::steady_clock::now() < until) {
-    }
+    const std::chrono::duration<double> wanted =
+        std::max(std::chrono::duration<double>(taken) * options_.slowdown, floor);
+    if (wanted > taken) std::this_thread::sleep_until(begin + std::chrono::duration_cast<std::chrono::steady_clock::duration>(wanted));
   }
 
   void run_ops(bool training, skippipe_step_result& out) {
@@ -403,7 +417,7 @@ class skippipe_runner {
           sl.out = f;
         }
         Kokkos::fence();
-        emulate(begin);
+        emulate(begin, skippipe::op_type::forward);
         const std::int32_t next = k + 1 < L ? p[static_cast<std::size_t>(k + 1)] : p[0];
         if (next == rank_) {  // a path of one stage: the loss op runs here next
           sl.in = sl.out;
@@ -428,7 +442,7 @@ class skippipe_runner {
         model_.backward_input(num_stages_, j, dlogits, dx);
         model_.backward_weight(num_stages_, j);
         Kokkos::fence();
-        emulate(begin);
+        emulate(begin, skippipe::op_type::loss);
         const std::int32_t back = p[static_cast<std::size_t>(L - 1)];
         if (back == rank_) {
           sl.grad_in = sl.dx;
@@ -451,7 +465,7 @@ class skippipe_runner {
         }
         model_.backward_weight(ms, j);
         Kokkos::fence();
-        emulate(begin);
+        emulate(begin, skippipe::op_type::backward);
         if (k > 0) {
           const std::int32_t prev = p[static_cast<std::size_t>(k - 1)];
           sl.sends.push_back(t.post_send(key(message_direction::gradient, stage_, setting_.stage_of(prev), j), prev, sl.dx.data(),
