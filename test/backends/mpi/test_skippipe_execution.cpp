@@ -6,7 +6,9 @@
 // and the losses add up to the reference's. Settings: 2 stages x 2 nodes (4 ranks), 2 stages of 2
 // and 3 nodes (5 ranks), 3 stages x 2 nodes and 2 stages x 3 nodes (6 ranks); plans from the
 // planner, the full pipeline, random skipping, hand-written swaps and paths of stage 0 alone; plain
-// and residual stages; m = 2 (fewer microbatches than nodes) up to 9.
+// and residual stages; m = 2 (fewer microbatches than nodes) up to 9. Also: bad plans and models
+// refused with the rule, and a node that never runs its ops reported by the waiting ranks (rank,
+// op, message) within the timeout.
 #include <doctest/doctest.h>
 
 #include <mpi.h>
@@ -259,4 +261,31 @@ TEST_CASE("skippipe execution: bad plans and models are refused with the rule") 
   const std::string expected = "launch with -n " + std::to_string(n + 1);
   CHECK_THROWS_WITH_AS(stretto::training::skippipe_runner(MPI_COMM_WORLD, more, sp::full_pipeline_paths(more), model),
                        doctest::Contains(expected.c_str()), stretto::argument_error);
+}
+
+TEST_CASE("skippipe execution: a node that never runs its ops is reported by rank and op, within the timeout") {
+  if (world_size() != 4) return;  // 2 stages x 2 nodes
+  const sp::setting s = make_setting({2, 2}, 2, 1, 3);
+  const std::int32_t rank = world_rank();
+  const std::vector<std::int32_t> local = rank < 2 ? std::vector<std::int32_t>{0, 2} : std::vector<std::int32_t>{1};
+  model_type model(widths_for(2), boundaries_for(2), local, seed);
+  stretto::training::skippipe_options o;
+  o.timeout = std::chrono::duration<double>(0.5);
+  o.on_timeout = stretto::mpi::timeout_action::throw_error;
+  {
+    stretto::training::skippipe_runner runner(MPI_COMM_WORLD, s, sp::full_pipeline_paths(s), model, o);
+    const auto data = model.random_batch(4, seed);
+    model.set_batch(data.inputs, data.labels, 4, 2, 4);
+    if (rank < 2) {  // stage 0 runs its forwards, then waits for the loss op's input from stage 1
+      const std::string expected = "stretto::mpi: rank " + std::to_string(rank) +
+                                   " timed out after 0.5 s in F(stage 2, mb " + std::to_string(rank) +
+                                   ") waiting for the receive of the activation of mb " + std::to_string(rank) +
+                                   " from stage 1 to stage 0 from rank " + std::to_string(rank + 2);
+      const auto begin = std::chrono::steady_clock::now();
+      CHECK_THROWS_WITH_AS(runner.step(), doctest::Contains(expected.c_str()), stretto::timeout_error);
+      CHECK(std::chrono::steady_clock::now() - begin < std::chrono::seconds(10));
+    }
+    // Stage 1's nodes never run theirs.
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
 }
