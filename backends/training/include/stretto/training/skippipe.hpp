@@ -199,6 +199,7 @@ class skippipe_runner {
   skippipe_runner(const skippipe_runner&) = delete;
   skippipe_runner& operator=(const skippipe_runner&) = delete;
   ~skippipe_runner() {
+    slots_.clear();  // requests still pending (a step that threw) go back to their communicator first
     transport_.reset();
     int finalized = 0;
     MPI_Finalized(&finalized);
@@ -287,6 +288,8 @@ class skippipe_runner {
  private:
   template <class T>
   static MPI_Datatype mpi_type() {
+    static_assert(std::is_same_v<T, double> || std::is_same_v<T, float>,
+                  "skippipe_runner: model.gradients(s) must be a span of double or float");
     if constexpr (std::is_same_v<T, double>) return MPI_DOUBLE;
     else return MPI_FLOAT;
   }
