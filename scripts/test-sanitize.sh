@@ -12,8 +12,8 @@ if [[ ${1:-} == --all ]]; then
   keep='^stretto\.(test|fuzz_replay)\.'
   unit_tests='.' mpi_tests='.'
 else
-  keep='^stretto\.(fuzz_replay\..*|test\.(io|kokkos|executor_timing|skippipe|mpi\.(pipeline|allocations|reliability|data_parallel)))$'
-  unit_tests='^(io|kokkos|executor|fuzz|skippipe)\.' mpi_tests='^mpi\.(pipeline|allocations|reliability|data_parallel)\.'
+  keep='^stretto\.(fuzz_replay\..*|test\.(io|kokkos|executor_timing|skippipe|mpi\.(pipeline|allocations|reliability|data_parallel|skippipe)))$'
+  unit_tests='^(io|kokkos|executor|fuzz|skippipe)\.' mpi_tests='^mpi\.(pipeline|allocations|reliability|data_parallel|skippipe)\.'
 fi
 cmake -S . -B build-sanitize -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1" \
   -DSTRETTO_SANITIZE=address,undefined -DSTRETTO_BUILD_EXAMPLES=OFF -DSTRETTO_BUILD_BENCHMARKS=OFF \
@@ -23,7 +23,7 @@ cmake -S . -B build-sanitize -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_
 # fuzz corpus replays and the I/O suite), the executor, its buffer pool and observers (kokkos,
 # executor_timing), the MPI communicator, bounded collectives, agreement, process grid and
 # gradient reduction (mpi.pipeline, allocations, reliability, data_parallel) and the SkipPipe
-# planner. The schedule-generation suites (core, sim, plan, graph, regressions: about 20 minutes
+# planner and runner (mpi.skippipe). The schedule-generation suites (core, sim, plan, graph, regressions: about 20 minutes
 # of instrumented compilation on 2 cores) and the timing-bound MPI suites run with `--all`
 # (`scripts/test-sanitize.sh --all`), not in CI. Line tables only (-g1): reports keep file and line.
 targets=$(cmake --build build-sanitize --target help | sed -n 's/^\(stretto\.\(test\|fuzz_replay\)\.[^:]*\):.*/\1/p' |

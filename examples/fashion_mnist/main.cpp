@@ -57,6 +57,7 @@
 #include "idx.hpp"
 #include "mlp_model.hpp"
 #include "reliability.hpp"
+#include "skippipe_run.hpp"
 #include "progress.hpp"
 
 namespace {
@@ -588,8 +589,10 @@ int main(int argc, char** argv) {
   CLI::App app{"Trains an MLP on Fashion-MNIST, pipeline-parallel over the MPI ranks (one stage per rank)."};
   app.add_option("--schedule", opt.schedule,
                  "schedule policy: " + stretto::policies::policy_names() +
-                     ", or auto (measure ZB-H1, then re-plan with the Zero Bubble scheduler)")
+                     ", or auto (measure ZB-H1, then re-plan with the Zero Bubble scheduler), or skippipe (see --skip-ratio)")
       ->capture_default_str();
+  stretto::examples::skippipe_demo_options skippipe_opt;  // --schedule skippipe: skippipe_run.hpp
+  stretto::examples::add_skippipe_options(app, skippipe_opt);
   app.add_option("--memory-limit", opt.memory_limit,
                  "with --schedule auto: activation memory per rank in M_B (default 2p, as ZB-2p)");
   app.add_option("--profile-steps", opt.profile_steps, "with --schedule auto: steps measured before re-planning")
@@ -654,6 +657,10 @@ int main(int argc, char** argv) {
         MPI_COMM_WORLD,
         [&] {
           try {
+            if (opt.schedule == "skippipe")
+              return stretto::examples::run_skippipe({opt.microbatches, opt.batch_size, opt.epochs, opt.lr, opt.momentum,
+                                                      opt.seed, opt.data, opt.train_samples, opt.timeout},
+                                                     skippipe_opt, rank, size);
             return train(opt, rank, size);
           } catch (const usage_error& e) {
             if (ranks_started) throw std::runtime_error(e.what);
