@@ -358,6 +358,7 @@ int train(const options& opt, int rank, int size) {
   pipeline_options.on_nonfinite = opt.reliability.on_nonfinite == "skip" ? stretto::training::nonfinite_action::skip_step
                                                                         : stretto::training::nonfinite_action::throw_error;
   pipeline_options.align_steps = true;  // the measured bubble rate needs every rank's step from one origin
+  pipeline_options.zero_gradients = false;  // mlp_model::apply_gradients zeroes them as it reads them
   stretto::training::pipeline<model_type> pipe(
       MPI_COMM_WORLD, plan,
       [&](std::vector<std::int32_t> local) { return model_type(widths, cut.boundaries, std::move(local), opt.seed); },

@@ -90,6 +90,12 @@ struct pipeline_options {
   /// `step_record` is measured from the same instant (timelines compared across ranks, a measured
   /// bubble rate). Costs one barrier per step on more than one rank; nothing on one rank.
   bool align_steps{false};
+  /// Zero each stage's gradients after its optimizer call (one pass over them). false saves that
+  /// pass where the optimizer leaves them zero itself (e.g. an update kernel that writes 0 after
+  /// reading each gradient); the gradients of a step without an optimizer call (non-finite) are
+  /// zeroed either way. @pre with false, the optimizer zeroes every gradient it is given, else
+  /// the next step adds to them.
+  bool zero_gradients{true};
 };
 
 /**
@@ -189,11 +195,12 @@ rank), the pipeline's `mpi::communicator`, the stage groups of the gradient redu
    finds the rank of the origin (`nonfinite_report`). On one rank there is no collective;
 5. if every value was finite, `optimizer(stage, gradients)` runs for each stage this rank holds
    (`gradients` the stage's `std::span` from `model.gradients(stage)`), else the step is skipped
-   or thrown as `pipeline_options::on_nonfinite` says; then the gradients are zeroed.
+   or thrown as `pipeline_options::on_nonfinite` says; then the gradients are zeroed (by the
+   optimizer itself with `pipeline_options::zero_gradients` false).
 
 Per step this costs, besides the ops: the gradient all-reduces (data parallelism, replicas), one
-all-reduce of one double, one pass over the local gradients (scale and check) and one that zeroes
-them, and a barrier with `align_steps`.
+all-reduce of one double (none on one rank), one pass over the local gradients (scale and check)
+and one that zeroes them (unless `zero_gradients` is false), and a barrier with `align_steps`.
 
 The result equals a sequential step on the whole batch with the mean loss, up to the order of
 floating-point sums (the tests check 1e-12 in double). With B a power of two the division is
@@ -314,7 +321,7 @@ class pipeline {
       if constexpr (std::is_invocable_v<Optimizer&, std::int32_t, decltype(gradients)>) optimizer(stage, gradients);
       else optimizer(stage);
       Kokkos::fence();  // the hook's kernels are done with the gradients
-      zero(gradients);
+      if (options_.zero_gradients) zero(gradients);
     }
     return result;
   }
