@@ -61,6 +61,10 @@ for a batch type `Batch`:
 **Loss.** `model.loss(mb, y, dy)` returns the *sum* of the per-sample losses of microbatch `mb`
 and writes the gradient of that sum: the pipeline divides the reduced gradients and the loss by
 the global batch (one scaling, after the sums, as a mean loss over the global batch gives).
+
+**Optional.** `model.microbatch_losses()`, indexed by microbatch (the last step's loss of each
+microbatch this rank computed): a non-finite loss is then reported with its microbatch
+(`nonfinite_report::finding`), else with its stage only.
 */
 template <class M, class Batch>
 concept batch_model = kokkos::stage_model<M> && mpi::gradient_model<M> &&
