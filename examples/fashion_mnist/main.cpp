@@ -462,16 +462,16 @@ int train(const options& opt, int rank, int size) {
       // One optimizer step: SGD with momentum on each local stage, with the mean gradients. A
       // non-finite loss or gradient is found in the step where it appears: skipped on every rank
       // (--on-nonfinite skip), or reported by the rank that found its origin (abort).
-      const std::string where = stretto::detail::cat("step ", step + 1, " of epoch ", epoch);
+      const auto where = [&] { return stretto::detail::cat("step ", step + 1, " of epoch ", epoch); };
       stretto::training::step_result result;
       try {
         result = pipe.step(batch, [&](std::int32_t s) { model.apply_gradients(s, opt.lr, opt.momentum); });
       } catch (const stretto::training::nonfinite_error& e) {
         if (e.origin() == rank)
-          throw std::runtime_error(stretto::detail::cat(e.finding(), " in ", where,
+          throw std::runtime_error(stretto::detail::cat(e.finding(), " in ", where(),
                                                         " (--on-nonfinite skip skips such steps; a smaller --lr may help)"));
         std::this_thread::sleep_for(std::chrono::seconds(10));  // rank e.origin()'s abort ends this process first
-        throw std::runtime_error(stretto::detail::cat("rank ", e.origin(), " found a non-finite value in ", where));
+        throw std::runtime_error(stretto::detail::cat("rank ", e.origin(), " found a non-finite value in ", where()));
       }
       const stretto::kokkos::step_record& record = *result.record;
       exposed_reduction += result.exposed_reduction;
@@ -481,7 +481,7 @@ int train(const options& opt, int rank, int size) {
         ++skipped_steps;
         if (result.nonfinite.origin == rank) {
           std::fprintf(stderr, "fashion_mnist: rank %d: %s in %s; every rank skips this optimizer step\n", rank,
-                       result.nonfinite.finding.c_str(), where.c_str());
+                       result.nonfinite.finding.c_str(), where().c_str());
           std::fflush(stderr);
         }
       }
