@@ -18,6 +18,10 @@
 //
 // With --schedule auto it runs ZB-H1 for --profile-steps steps while measuring each stage's F, B and
 // W times, then re-plans with the Zero Bubble scheduler under --memory-limit (profile-guided).
+//
+// The training loop is the step API's: one stretto::training::pipeline owns the process grid, the
+// communicator, the executor and the gradient reduction, and trains one global batch per
+// step(batch), checking the loss and gradients for non-finite values (--on-nonfinite).
 
 #include <mpi.h>
 
@@ -40,6 +44,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <type_traits>
 #include <vector>
 
@@ -314,22 +319,12 @@ int train(const options& opt, int rank, int size) {
   if (opt.trace_step < 0) throw usage_error{"--trace-step must be at least 0 (a step of epoch 1)"};
   stretto::schedule plan = stretto::policies::make_schedule(automatic ? "zb-h1" : opt.schedule, shape);  // throws on a bad shape
   const std::int32_t stages = plan.num_stages();
-  stretto::mpi::process_grid_options grid_options;
-  grid_options.data_parallel = dp;
-  grid_options.timeout = std::chrono::duration<double>(opt.timeout);
-  const stretto::mpi::process_grid grid(MPI_COMM_WORLD, pp, grid_options);  // pipeline-major: world = d x pp + r
-  const std::vector<std::int32_t> local_stages = plan.stages_on_rank(grid.pipeline_rank());
-  // The ranks that feed images (first stage) and compute the loss (last stage): with two model
-  // replicas (chimera, bitpipe) each of those stages sits on two ranks.
-  const bool first_rank = local_stages.front() == 0;
-  const bool last_rank = local_stages.back() == stages - 1;
 
   // Stages by cost, not by layer count: the layers' flops (model_type::layer_flops) cut into
   // `stages` contiguous stages with the slowest as fast as possible.
   std::vector<double> layer_costs;
   for (std::int32_t l = 0; l < num_layers; ++l) layer_costs.push_back(model_type::layer_flops(widths, l));
   const stretto::partition_result cut = stretto::partition(layer_costs, stages);
-  model_type model(widths, cut.boundaries, local_stages, opt.seed);
   {
     // What every rank derived from the options: the same only if the ranks run the same build.
     std::string ops_text;
@@ -349,28 +344,38 @@ int train(const options& opt, int rank, int size) {
         {"scalar type", std::is_same_v<matrix_type::value_type, double> ? "double" : "float"}};
     if (!opt.reliability.skip_agreement) stretto::mpi::require_agreement(MPI_COMM_WORLD, derived, bounded, "fashion_mnist");
   }
-  stretto::mpi::communicator_options comm_options{std::chrono::duration<double>(opt.timeout),
-                                                  stretto::mpi::timeout_action::abort};
-  comm_options.setup_timeout = comm_options.timeout;  // the ranks have just agreed: arrival skew is small
-  stretto::mpi::communicator comm(grid.pipeline(), shape, comm_options);
-  std::optional<stretto::kokkos::executor<model_type, stretto::mpi::communicator>> exec;
-  exec.emplace(plan, model, comm);
-  // Each stage's gradients are summed over its copies (the data-parallel copies, and both replicas
-  // of a bidirectional schedule) by an all-reduce that starts after the stage's last W or BW.
-  const stretto::mpi::gradient_reduction_options reduction_options{std::chrono::duration<double>(opt.timeout),
-                                                                   stretto::mpi::timeout_action::abort};
-  std::optional<stretto::mpi::gradient_reduction> reduction;
-  std::optional<stretto::training::reduction_observer> reduction_hook;
-  const auto attach_reduction = [&] {
-    reduction.emplace(grid, plan, reduction_options);
-    reduction_hook.emplace(*reduction);
-    exec->add_observer(*reduction_hook);
-  };
-  attach_reduction();
-  model.set_memory_probe([&exec] { return exec->pool().bytes_in_use(); });  // peak activation bytes
-  stretto::examples::fault_observer faults(opt.reliability, rank);  // test hooks; nothing unless asked
-  exec->add_observer(faults);
-  const auto nan_at = stretto::examples::parse_at(opt.reliability.nan_gradient, "--fault-nan-gradient");
+
+  // The step API: the process grid (pipeline-major: world = d x pp + r), this rank's model, the
+  // pipeline's communicator, the executor and each stage's gradient all-reduce over its copies (the
+  // data-parallel copies, and both replicas of a bidirectional schedule), started after the
+  // stage's last W or BW. Every wait is bounded by --timeout.
+  const std::chrono::duration<double> timeout(opt.timeout);
+  stretto::training::pipeline_options pipeline_options;
+  pipeline_options.grid.data_parallel = dp;
+  pipeline_options.grid.timeout = timeout;
+  pipeline_options.communicator = {timeout, stretto::mpi::timeout_action::abort};
+  pipeline_options.communicator.setup_timeout = timeout;  // the ranks have just agreed: arrival skew is small
+  pipeline_options.reduction = {timeout, stretto::mpi::timeout_action::abort};
+  pipeline_options.on_nonfinite = opt.reliability.on_nonfinite == "skip" ? stretto::training::nonfinite_action::skip_step
+                                                                        : stretto::training::nonfinite_action::throw_error;
+  pipeline_options.align_steps = true;  // the measured bubble rate needs every rank's step from one origin
+  pipeline_options.zero_gradients = false;  // mlp_model::apply_gradients zeroes them as it reads them
+  stretto::training::pipeline<model_type> pipe(
+      MPI_COMM_WORLD, plan,
+      [&](std::vector<std::int32_t> local) { return model_type(widths, cut.boundaries, std::move(local), opt.seed); },
+      pipeline_options);
+  model_type& model = pipe.model();
+  const stretto::mpi::process_grid& grid = pipe.grid();
+  const std::vector<std::int32_t> local_stages = plan.stages_on_rank(grid.pipeline_rank());
+  // The ranks that feed images (first stage) and compute the loss (last stage): with two model
+  // replicas (chimera, bitpipe) each of those stages sits on two ranks.
+  const bool first_rank = local_stages.front() == 0;
+  const bool last_rank = local_stages.back() == stages - 1;
+  model.set_memory_probe([&pipe] { return pipe.executor().pool().bytes_in_use(); });  // peak activation bytes
+  stretto::examples::fault_observer faults(opt.reliability, rank, [&model](std::int32_t s) {
+    model.inject_nan_gradient(s);
+  });  // test hooks; nothing unless asked
+  pipe.add_observer(faults);
   std::int64_t global_step = 0, skipped_steps = 0;
   std::optional<stretto::sim::op_time_profile> profile;  // while --schedule auto measures
   if (automatic) profile.emplace(stages);
@@ -413,9 +418,12 @@ int train(const options& opt, int rank, int size) {
     std::fflush(stdout);
   }
 
-  const std::int64_t copy_batch = opt.batch_size / dp;  // this copy's share of each global batch
-  matrix_type batch_inputs("batch_inputs", first_rank ? copy_batch : 0, 784);
-  model_type::label_view batch_labels("batch_labels", last_rank ? copy_batch : 0);
+  // The global batch: the step API gives this copy its rows [copy_first, copy_last) of it, so
+  // only those are read, images on the first stage's ranks, labels on the last stage's.
+  const auto [copy_first, copy_last] = pipe.slice(opt.batch_size);
+  const model_type::batch_data batch{matrix_type("batch_inputs", first_rank ? opt.batch_size : 0, 784),
+                                     model_type::label_view("batch_labels", opt.batch_size)};
+  const auto copy_rows = Kokkos::make_pair(copy_first, copy_last);
   std::vector<std::int64_t> order(static_cast<std::size_t>(60000));
   const bool tracing = !opt.trace_file.empty() || !opt.timeline_file.empty();
   const std::int64_t traced_step = std::min<std::int64_t>(opt.trace_step, steps - 1);
@@ -448,30 +456,35 @@ int train(const options& opt, int rank, int size) {
     const auto epoch_start = clock_type::now();
     progress.begin_epoch(epoch);
     for (std::int64_t step = 0; step < steps; ++step) {
-      const std::int64_t first_sample = step * opt.batch_size + grid.data_parallel_rank() * copy_batch;
-      if (first_rank) fill_images(train_images, order, first_sample, batch_inputs);
-      if (last_rank) fill_labels(train_labels, order, first_sample, batch_labels);
-      model.set_batch(batch_inputs, batch_labels, copy_batch, opt.microbatches, opt.batch_size);
-      stretto::mpi::barrier(MPI_COMM_WORLD, bounded, "start of a step");
-      faults.set_step(global_step);
-      const auto origin = clock_type::now();
-      reduction->begin_step_for(model, origin);
-      const stretto::kokkos::step_record& record = exec->run_step(origin);
-      reduction->wait();
-      exposed_reduction += reduction->exposed_seconds();
-      if (nan_at && nan_at->when == global_step &&
-          std::find(local_stages.begin(), local_stages.end(), nan_at->who) != local_stages.end())
-        model.inject_nan_gradient(static_cast<std::int32_t>(nan_at->who));
-      // Non-finite loss or gradients: found here, in the step where they appear (reliability.hpp).
-      const bool apply = stretto::examples::agree_on_step(
-          stretto::examples::find_nonfinite(model, local_stages, stages - 1), opt.reliability, rank, epoch, step, bounded);
-      ++global_step;
-      if (apply) {
-        model.apply_gradients(opt.lr, opt.momentum);
-        loss_sum += record.loss;
+      const std::int64_t first_sample = step * opt.batch_size + copy_first;
+      if (first_rank) fill_images(train_images, order, first_sample, Kokkos::subview(batch.inputs, copy_rows, Kokkos::ALL));
+      if (last_rank) fill_labels(train_labels, order, first_sample, Kokkos::subview(batch.labels, copy_rows));
+      faults.set_step(global_step++);
+      // One optimizer step: SGD with momentum on each local stage, with the mean gradients. A
+      // non-finite loss or gradient is found in the step where it appears: skipped on every rank
+      // (--on-nonfinite skip), or reported by the rank that found its origin (abort).
+      const auto where = [&] { return stretto::detail::cat("step ", step + 1, " of epoch ", epoch); };
+      stretto::training::step_result result;
+      try {
+        result = pipe.step(batch, [&](std::int32_t s) { model.apply_gradients(s, opt.lr, opt.momentum); });
+      } catch (const stretto::training::nonfinite_error& e) {
+        if (e.origin() == rank)
+          throw std::runtime_error(stretto::detail::cat(e.finding(), " in ", where(),
+                                                        " (--on-nonfinite skip skips such steps; a smaller --lr may help)"));
+        std::this_thread::sleep_for(std::chrono::seconds(10));  // rank e.origin()'s abort ends this process first
+        throw std::runtime_error(stretto::detail::cat("rank ", e.origin(), " found a non-finite value in ", where()));
+      }
+      const stretto::kokkos::step_record& record = *result.record;
+      exposed_reduction += result.exposed_reduction;
+      if (result.applied) {
+        loss_sum += result.local_loss;
       } else {
-        model.discard_gradients();
         ++skipped_steps;
+        if (result.nonfinite.origin == rank) {
+          std::fprintf(stderr, "fashion_mnist: rank %d: %s in %s; every rank skips this optimizer step\n", rank,
+                       result.nonfinite.finding.c_str(), where().c_str());
+          std::fflush(stderr);
+        }
       }
       if (epoch == 1 && step == traced_step && tracing) {
         traced_ops.assign(record.ops.begin(), record.ops.end());
@@ -483,10 +496,8 @@ int train(const options& opt, int rank, int size) {
         profile->add(record.ops);
         if (step + 1 == std::min<std::int64_t>(opt.profile_steps, steps)) {
           plan = replan(*profile, shape, memory_limit, rank, bounded);
-          exec.emplace(plan, model, comm);
-          attach_reduction();
-          model.set_memory_probe([&exec] { return exec->pool().bytes_in_use(); });  // measure the new plan
-          exec->add_observer(faults);
+          pipe.replan(plan);
+          model.set_memory_probe([&pipe] { return pipe.executor().pool().bytes_in_use(); });  // measure the new plan
           if (rank == 0) {
             const stretto::sim::stage_costs costs = profile->costs();
             std::printf("auto: re-planned from %lld steps of zb-h1 (memory limit %g M_B); simulated bubble rate "
@@ -517,7 +528,7 @@ int train(const options& opt, int rank, int size) {
       if (first_rank) fill_images(test_images, test_order, first, eval_inputs);
       if (last_rank) fill_labels(test_labels, test_order, first, eval_labels);
       model.set_batch(eval_inputs, eval_labels, eval_batch, opt.microbatches, eval_batch);
-      exec->run_forward_only();
+      pipe.executor().run_forward_only();
       if (last_rank) correct += model.correct();
     }
 
@@ -535,7 +546,7 @@ int train(const options& opt, int rank, int size) {
                          "the epoch's step windows");
     if (rank != 0) continue;
 
-    // Measured bubble rate: every rank starts a step at the same origin (after a barrier); per
+    // Measured bubble rate: every rank starts a step at the same origin (align_steps); per
     // step, span = the latest compute end over ranks; idle = p·span − Σ busy (waits are idle).
     double span_total = 0.0, busy_total = 0.0;
     for (std::int64_t step = 0; step < steps; ++step) {
@@ -571,7 +582,7 @@ int train(const options& opt, int rank, int size) {
       stretto::examples::predict_activation_memory(widths, cut.boundaries, plan, opt.batch_size / dp / opt.microbatches,
                                                    sizeof(matrix_type::value_type),
                                                    stretto::kokkos::executor_options{}.receive_lookahead)
-          .peak[static_cast<std::size_t>(rank)]);
+          .peak[static_cast<std::size_t>(grid.pipeline_rank())]);  // the prediction is per pipeline rank
   return 0;
 }
 

@@ -343,34 +343,6 @@ class mlp_model {
     }
   }
 
-  /** @brief Whether every weight and bias gradient of stage `s`'s layers is finite (no NaN, no ±inf). */
-  bool gradients_finite(std::int32_t s) const {
-    std::int64_t bad = 0;
-    for (std::int32_t l = first_layer(s); l < first_layer(s + 1); ++l) {
-      const auto& ly = layers_[static_cast<std::size_t>(l)];
-      if (!ly.weight_grad.data()) continue;
-      for (const Scalar* data : {ly.weight_grad.data(), ly.bias_grad.data()}) {
-        const std::size_t n = data == ly.weight_grad.data() ? ly.weight_grad.size() : ly.bias_grad.size();
-        std::int64_t found = 0;
-        Kokkos::parallel_reduce(
-            "mlp::finite_check", n,
-            KOKKOS_LAMBDA(const std::size_t i, std::int64_t& count) { count += data[i] - data[i] == Scalar(0) ? 0 : 1; },  // NaN, inf: NaN
-            found);
-        bad += found;
-      }
-    }
-    return bad == 0;
-  }
-
-  /** @brief Zeroes the gradients without a step (the optimizer step of this batch is skipped). */
-  void discard_gradients() {
-    for (auto& ly : layers_) {
-      if (!ly.weight.data()) continue;
-      Kokkos::deep_copy(ly.weight_grad, Scalar(0));
-      Kokkos::deep_copy(ly.bias_grad, Scalar(0));
-    }
-  }
-
   /** @brief Fault injection for tests: makes one weight gradient of stage `s` NaN. */
   void inject_nan_gradient(std::int32_t s) {
     const auto& ly = layers_[static_cast<std::size_t>(first_layer(s))];

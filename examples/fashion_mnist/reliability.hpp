@@ -1,7 +1,7 @@
 #pragma once
 // The Fashion-MNIST demo's reliability options: what to do with a non-finite loss or gradient
-// (--on-nonfinite), the numerical checks of each step, and hidden fault-injection hooks for the
-// fault tests (test/fault): a NaN in one stage's gradient, a rank that kills or stops itself at
+// (--on-nonfinite; the check itself is the step API's, stretto::training::pipeline::step), and
+// hidden fault-injection hooks for the fault tests (test/fault): a NaN in one stage's gradient, a rank that kills or stops itself at
 // start-up or mid-step, random stalls. See docs/reliability.md.
 
 #include <mpi.h>
@@ -14,6 +14,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <functional>
 #include <optional>
 #include <random>
 #include <span>
@@ -122,15 +123,22 @@ inline void maybe_fail_at(const reliability_options& o, int rank, std::int64_t s
 }
 
 // An executor observer that injects faults inside a step: a stop (SIGSTOP) or kill in the middle
-// of the op list at the step --fault-stop / --fault-kill name, and, with --fault-stall-ms, random
-// stalls: at each step each rank, with probability 1/8, sleeps 0..stall_ms ms before one random op
-// (seeded by --fault-stall-seed, the rank and the step). Stalls change timing only: results must
-// be bit-identical.
+// of the op list at the step --fault-stop / --fault-kill name; with --fault-nan-gradient
+// STAGE@STEP, a NaN in STAGE's gradient (`inject_nan(STAGE)`, on the ranks that hold it) before
+// the stage's first W or BW of that step, so that it arises in the backward and meets the gradient
+// reduction and the step's non-finite check as a real one would; and, with --fault-stall-ms,
+// random stalls: at each step each rank, with probability 1/8, sleeps 0..stall_ms ms before one
+// random op (seeded by --fault-stall-seed, the rank and the step). Stalls change timing only:
+// results must be bit-identical.
 class fault_observer final : public stretto::kokkos::observer {
  public:
-  fault_observer(const reliability_options& o, int rank) : options_(o), rank_(rank) {}
+  fault_observer(const reliability_options& o, int rank, std::function<void(std::int32_t)> inject_nan = {})
+      : options_(o), rank_(rank), nan_at_(parse_at(o.nan_gradient, "--fault-nan-gradient")),
+        inject_nan_(std::move(inject_nan)) {}
+  /// The global step (0-based) that the next executor step is.
   void set_step(std::int64_t step) { step_ = step; }
   void on_step_begin(std::span<const stretto::op> ops, clock::time_point) override {
+    nan_pending_ = nan_at_ && inject_nan_ && nan_at_->when == step_;
     ops_ = ops.size();
     stall_at_ = ops_;
     stall_ = std::chrono::microseconds(0);
@@ -148,70 +156,23 @@ class fault_observer final : public stretto::kokkos::observer {
     if (index == stall_at_) std::this_thread::sleep_for(stall_);
     if (index == ops_ / 2) maybe_fail_at(options_, rank_, step_);
   }
+  void on_compute_begin(std::size_t, const stretto::op& o, clock::time_point) override {
+    if (nan_pending_ && o.stage == nan_at_->who &&
+        (o.kind == stretto::op_kind::backward_weight || o.kind == stretto::op_kind::backward)) {
+      inject_nan_(o.stage);
+      nan_pending_ = false;
+    }
+  }
 
  private:
   const reliability_options& options_;
   int rank_;
+  std::optional<at_spec> nan_at_;
+  std::function<void(std::int32_t)> inject_nan_;
+  bool nan_pending_{false};
   std::int64_t step_{0};
   std::size_t ops_{0}, stall_at_{0};
   std::chrono::microseconds stall_{0};
 };
-
-// A non-finite value found in a step: where, and how close to its origin. A NaN loss makes every
-// gradient of that microbatch NaN, and a NaN gradient of stage s makes those of the stages before
-// it NaN, so several ranks find one in the same step; the one of highest `priority` (the loss,
-// else the highest stage) is the origin, and only it is reported.
-struct nonfinite_fault {
-  int priority{0};  // 0: none
-  std::string text;
-};
-
-// The numerical check of one step, before the optimizer step (and before the replicas' gradient
-// sum, so that the stage where a NaN appears is the one named): the loss of every microbatch on
-// the last stage, the gradients of every local stage.
-template <class Model>
-nonfinite_fault find_nonfinite(const Model& model, std::span<const std::int32_t> local_stages, std::int32_t last_stage) {
-  for (const std::int32_t s : local_stages)
-    if (s == last_stage) {
-      const std::vector<double>& losses = model.microbatch_losses();
-      for (std::size_t mb = 0; mb < losses.size(); ++mb)
-        if (!std::isfinite(losses[mb]))
-          return {2 * last_stage + 3,
-                  stretto::detail::cat("non-finite loss (", number_text(losses[mb]), ") of microbatch ", mb, " on stage ", s)};
-    }
-  nonfinite_fault found;
-  for (const std::int32_t s : local_stages)
-    if (s + 1 > found.priority && !model.gradients_finite(s))
-      found = {s + 1, stretto::detail::cat("non-finite gradient of stage ", s)};
-  return found;
-}
-
-// The step's decision, after find_nonfinite: one bounded all-reduce (MAXLOC of the priority)
-// tells every rank whether any rank found a non-finite value, and which rank found its origin.
-// With --on-nonfinite abort that rank throws (the demo's run_or_abort reports it and ends the
-// job) while the others wait for the abort; with skip every rank skips the optimizer step
-// (post-validation in the manner of the Zero Bubble paper, §5), and that rank says why.
-// Returns whether to apply the step.
-inline bool agree_on_step(const nonfinite_fault& fault, const reliability_options& o, int rank, std::int32_t epoch,
-                          std::int64_t step, const stretto::mpi::collective_options& bounded) {
-  int mine[2] = {fault.priority, rank}, worst[2] = {0, 0};
-  stretto::mpi::allreduce(mine, worst, 1, MPI_2INT, MPI_MAXLOC, MPI_COMM_WORLD, bounded,
-                          "non-finite check: does any rank find a NaN or inf in this step");
-  if (worst[0] == 0) return true;
-  const std::string where = stretto::detail::cat("step ", step + 1, " of epoch ", epoch);
-  if (o.on_nonfinite == "abort") {
-    if (worst[1] == rank)
-      throw std::runtime_error(stretto::detail::cat(fault.text, " in ", where,
-                                                    " (--on-nonfinite skip skips such steps; a smaller --lr may help)"));
-    std::this_thread::sleep_for(std::chrono::seconds(10));  // rank worst[1]'s abort ends this process first
-    throw std::runtime_error(stretto::detail::cat("rank ", worst[1], " found a non-finite value in ", where));
-  }
-  if (worst[1] == rank) {
-    std::fprintf(stderr, "fashion_mnist: rank %d: %s in %s; every rank skips this optimizer step\n", rank,
-                 fault.text.c_str(), where.c_str());
-    std::fflush(stderr);
-  }
-  return false;
-}
 
 }  // namespace stretto::examples
