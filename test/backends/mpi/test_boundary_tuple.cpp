@@ -8,7 +8,8 @@
 // every boundary crossing is one message, of exactly the packed size (activations: h, the mask
 // and k; gradients: h and k only), no mask gradient is ever handed to the model, every microbatch
 // state is freed by its W, and the one-matrix model (the demo's MLP) still sends one message of
-// rows × features values per crossing.
+// rows × features values per crossing. Last, the executor's buffers in use under such a model
+// stay within 10 % of sim::runtime_peak_memory built from the boundaries' summed bytes.
 #include <doctest/doctest.h>
 
 #include <mpi.h>
@@ -19,8 +20,10 @@
 #include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <stretto/kokkos/boundary.hpp>
@@ -221,6 +224,123 @@ TEST_CASE("mpi.boundary.one_matrix_models_send_one_message_per_crossing" * docte
       const std::int32_t boundary = std::min(sent.key.from_stage, sent.key.to_stage);  // stage whose output crosses
       CHECK(sent.count == rows * static_cast<std::size_t>(model.output_features(boundary)));
     }
+    MPI_Barrier(MPI_COMM_WORLD);
+  }
+}
+
+namespace {
+
+// skip_mask_model with every stage function taking at least 5 ms (so that a send completes during
+// the next op, as the prediction assumes), sampling the executor's buffers in use at the start and
+// end of each.
+struct timed_skip_mask_model : skip_mask_model {
+  using skip_mask_model::skip_mask_model;
+  std::function<std::size_t()> probe;
+  std::size_t peak{0};
+  void sample() {
+    if (probe) peak = std::max(peak, probe());
+  }
+  static void pause() { std::this_thread::sleep_for(std::chrono::milliseconds(5)); }
+  void forward(std::int32_t s, std::int32_t mb, const boundary_type& x, const boundary_type& y) {
+    sample();
+    skip_mask_model::forward(s, mb, x, y);
+    pause();
+    sample();
+  }
+  double loss(std::int32_t mb, const boundary_type& y, const boundary_type& dy) {
+    const double l = skip_mask_model::loss(mb, y, dy);
+    sample();
+    return l;
+  }
+  void backward_input(std::int32_t s, std::int32_t mb, const boundary_type& dy, const boundary_type& dx) {
+    sample();
+    skip_mask_model::backward_input(s, mb, dy, dx);
+    pause();
+    sample();
+  }
+  void backward_weight(std::int32_t s, std::int32_t mb) {
+    sample();
+    skip_mask_model::backward_weight(s, mb);
+    pause();
+    sample();
+  }
+};
+
+// The executor's buffers (bytes) that each rank holds at most under `plan` for a boundary model,
+// from the boundaries' packed sizes (stretto::kokkos::output_boundary_bytes, the sum over each
+// tuple) and sim::runtime_peak_memory:
+// - F(s) keeps its input boundary (when received; a local one is the previous stage's output) and
+//   its output until W; on the last stage the loss gradient from F until B;
+// - the receives posted ahead: activation_message[s] = stage s − 1's output, gradient_message[s]
+//   = the gradient of stage s's output;
+// - while B(s) runs, its incoming gradient (not the loss gradient) and, when stage s − 1 is on the
+//   same rank, its outgoing one; to another rank the outgoing one is a gradient_send.
+template <class Model>
+std::vector<double> predict_executor_bytes(Model& model, const stretto::schedule& plan, std::int64_t rows, std::int32_t lookahead) {
+  const std::int32_t stages = plan.num_stages();
+  const auto n = static_cast<std::size_t>(stages);
+  stretto::sim::stage_costs costs;
+  costs.forward.assign(n, 0.0);
+  costs.backward_input.assign(n, 0.0);
+  costs.backward_weight.assign(n, 0.0);
+  stretto::sim::runtime_buffers buffers;
+  buffers.receive_lookahead = lookahead;
+  for (std::int32_t s = 0; s < stages; ++s) {
+    const auto out = stretto::kokkos::output_boundary_bytes(model, s, rows);
+    const auto in = s > 0 ? stretto::kokkos::output_boundary_bytes(model, s - 1, rows) : stretto::kokkos::boundary_bytes{};
+    const bool local_input = s > 0 && plan.rank_of(s - 1, 0) == plan.rank_of(s, 0);
+    const bool last = s + 1 == stages;
+    const double m_b = (s > 0 && !local_input ? in.activation : 0.0) + out.activation + (last ? out.gradient : 0.0);
+    costs.activation_memory.push_back(m_b);
+    costs.weight_gradient_memory.push_back(m_b - (last ? out.gradient : 0.0));
+    buffers.activation_message.push_back(in.activation);
+    buffers.gradient_message.push_back(out.gradient);
+    buffers.backward_transient.push_back((local_input ? in.gradient : 0.0) + (last ? 0.0 : out.gradient));
+    buffers.gradient_send.push_back(in.gradient);
+  }
+  return stretto::sim::runtime_peak_memory(plan, costs, buffers);
+}
+
+}  // namespace
+
+TEST_CASE("mpi.boundary.executor_memory_within_10_percent_of_runtime_peak_memory" * doctest::timeout(240)) {
+  int rank = 0, p = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &p);
+  const std::vector<std::int64_t> all_widths_wide{48, 40, 56, 32, 64, 40, 48, 36, 24};
+  const std::int64_t rows = 16;
+  for (const std::string name : {"1f1b", "zb-h1", "zb-v", "dualpipev"}) {
+    const auto& policy = stretto::policies::find_policy(name);
+    const stretto::pipeline_shape shape{p, 2 * p, policy.default_chunks};
+    if (!policy.check(shape).empty()) continue;
+    CAPTURE(name);
+    CAPTURE(p);
+    CAPTURE(rank);
+    const stretto::schedule plan = stretto::policies::make_schedule(name, shape);
+    const std::vector<std::int64_t> widths(all_widths_wide.begin(), all_widths_wide.begin() + plan.num_stages() + 1);
+    timed_skip_mask_model model(widths, seed);
+    const batch_data data = random_batch(rows * shape.num_microbatches, widths.front(), widths.back(), 7);
+    model.set_batch(data.inputs, data.targets, data.mask, shape.num_microbatches);
+    stretto::mpi::communicator comm(MPI_COMM_WORLD, shape);
+    stretto::kokkos::executor exec(plan, model, comm);
+    model.probe = [&exec] { return exec.pool().bytes_in_use(); };
+    // The least of three steps' peaks: a step in which a loaded machine kept a receiver from
+    // taking a gradient for a whole op holds one more buffer, which the others do not repeat.
+    std::size_t least = 0;
+    for (int step = 0; step < 3; ++step) {
+      MPI_Barrier(MPI_COMM_WORLD);
+      model.peak = 0;
+      exec.run_step();
+      least = step == 0 ? model.peak : std::min(least, model.peak);
+      for (std::int32_t s = 0; s < plan.num_stages(); ++s) model.sgd(s, 0.01);
+    }
+    CHECK(model.held() == 0);
+    const double predicted = predict_executor_bytes(model, plan, rows, stretto::kokkos::executor_options{}.receive_lookahead)
+        [static_cast<std::size_t>(rank)];
+    const auto measured = static_cast<double>(least);
+    MESSAGE(name, " p = ", p, " rank ", rank, ": measured ", measured, " B, predicted ", predicted, " B");
+    CHECK(measured > 0.0);
+    CHECK(std::abs(measured - predicted) <= 0.10 * predicted);
     MPI_Barrier(MPI_COMM_WORLD);
   }
 }

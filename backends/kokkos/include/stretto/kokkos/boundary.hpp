@@ -98,16 +98,17 @@ template <class T>
 struct memory_space_of<T> {
   using type = typename T::memory_space;
 };
-template <class T, std::size_t R>
-struct sample_shape {
-  using type = std::array<std::int64_t, R - 1>;
-};
 template <class T>
-struct sample_shape<T, 0> {
+struct sample_shape {  // not a view: its check_element reports it
   using type = std::array<std::int64_t, 0>;
 };
+template <class T>
+  requires(Kokkos::is_view<T>::value && T::rank >= 1)
+struct sample_shape<T> {
+  using type = std::array<std::int64_t, T::rank - 1>;
+};
 template <class E>
-using sample_shape_t = typename sample_shape<view_t<E>, Kokkos::is_view<view_t<E>>::value ? view_t<E>::rank : 0>::type;
+using sample_shape_t = typename sample_shape<view_t<E>>::type;
 }  // namespace boundary_detail
 
 /**
@@ -134,7 +135,8 @@ class boundary {
  public:
   /// The memory space of every element (the executor's buffers live there).
   using memory_space = typename boundary_detail::memory_space_of<boundary_detail::view_t<std::tuple_element_t<0, std::tuple<E...>>>>::type;
-  static_assert((std::is_same_v<typename boundary_detail::memory_space_of<boundary_detail::view_t<E>>::type, memory_space> && ...),
+  static_assert(!(Kokkos::is_view<boundary_detail::view_t<E>>::value && ...) ||
+                    (std::is_same_v<typename boundary_detail::memory_space_of<boundary_detail::view_t<E>>::type, memory_space> && ...),
                 "stretto::kokkos::boundary: every element must live in the same memory space");
 
   /// How many tensors cross the boundary.
@@ -181,7 +183,7 @@ namespace boundary_detail {
 template <class T>
 struct is_boundary : std::false_type {};
 template <class... E>
-struct is_boundary<boundary<E...>> : std::true_type {};
+struct is_boundary<boundary<E...>> : std::bool_constant<(boundary_tensor<view_t<E>> && ...)> {};  // every element valid
 }  // namespace boundary_detail
 
 /**

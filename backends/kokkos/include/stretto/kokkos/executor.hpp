@@ -368,6 +368,11 @@ its messages at its end (see `stage_model`), as the simulator prices it.
 **Host staging.** When `MemorySpace` is not host-accessible (CUDA, HIP), messages go through host
 mirrors, so any MPI works; the schedule logic is unchanged.
 
+**Several tensors per boundary.** A `Model` that declares `boundary_type` (a
+`boundary_stage_model`, boundary.hpp) runs through its `boundary_model`: every boundary crossing
+is one message of the tuple packed into one pool buffer, and gradients carry only the elements
+with a gradient. Any other `Model` is a `stage_model` and runs as it is.
+
 **Errors.** The constructor validates the schedule (`validation_error`). Waits report the rank,
 the op and the message they wait for (see the transport's timeout).
 
