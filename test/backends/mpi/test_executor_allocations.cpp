@@ -7,7 +7,9 @@
 // For 1F1B, ZB-V and two bidirectional schedules (Chimera, DualPipe) at p = the number of ranks,
 // steps 2 to 4 must count zero of either, with a model that reuses its own state; the executor's
 // pool must stay within the size it reserved from the schedule. The demo's MLP is checked for
-// Kokkos view allocations too (its kernels' labels may still allocate strings on the heap).
+// Kokkos view allocations too (its kernels' labels may still allocate strings on the heap), and a
+// model with several tensors per boundary (skip_mask_model.hpp: its boundary views alias the
+// executor's message buffers) for both.
 #include <doctest/doctest.h>
 
 #include <mpi.h>
@@ -28,6 +30,7 @@
 #include <stretto/stretto.hpp>
 
 #include "fashion_mnist/mlp_model.hpp"
+#include "skip_mask_model.hpp"
 
 namespace {
 std::atomic<bool> counting{false};
@@ -206,4 +209,40 @@ TEST_CASE("mpi.allocations.the_demo_model_allocates_no_views_after_the_first_ste
     MESSAGE("mlp_model, ", name, ", p = ", p, ", rank ", rank, ": ", c.heap, " heap allocations in 3 steps");
     MPI_Barrier(MPI_COMM_WORLD);
   }
+}
+
+TEST_CASE("mpi.allocations.a_boundary_tuple_model_allocates_nothing_after_the_first_step" * doctest::timeout(120)) {
+  int rank = 0, p = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &p);
+  view_counter views;
+  const std::vector<std::int64_t> all_widths{6, 5, 7, 4, 6, 5, 7, 4, 3};
+  int ran = 0;
+  for (const std::string name : schedules) {
+    const auto& policy = stretto::policies::find_policy(name);
+    const stretto::pipeline_shape shape{p, 2 * p, policy.default_chunks};
+    if (!policy.check(shape).empty()) continue;
+    ++ran;
+    CAPTURE(name);
+    CAPTURE(p);
+    const stretto::schedule plan = stretto::policies::make_schedule(name, shape);
+    const std::vector<std::int64_t> widths(all_widths.begin(), all_widths.begin() + plan.num_stages() + 1);
+    stretto::testing::skip_mask_model model(widths, 3);
+    const std::int64_t batch = 3 * shape.num_microbatches;
+    stretto::testing::skip_mask_model::matrix inputs("inputs", batch, widths.front()), targets("targets", batch, widths.back());
+    stretto::testing::skip_mask_model::mask_view mask("mask", batch, stretto::testing::skip_mask_model::mask_width);
+    Kokkos::deep_copy(inputs, 0.5);
+    Kokkos::deep_copy(targets, 0.25);
+    Kokkos::deep_copy(mask, 1);
+    model.set_batch(inputs, targets, mask, shape.num_microbatches);
+    stretto::mpi::communicator comm(MPI_COMM_WORLD, shape);
+    stretto::kokkos::executor exec(plan, model, comm);
+    const counts c = count_steady_steps(exec, 5);
+    CHECK(c.heap == 0);
+    CHECK(c.views == 0);
+    CHECK(model.held() == 0);          // every W let go of its boundaries
+    CHECK(exec.pool().in_use() == 0);  // so every message buffer is back in the pool
+    MPI_Barrier(MPI_COMM_WORLD);
+  }
+  CHECK(ran == (p % 2 == 0 ? 4 : 2));
 }

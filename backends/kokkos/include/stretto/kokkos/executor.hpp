@@ -19,6 +19,7 @@ functions on `Kokkos::View`s and moving activations and gradients through a `str
 #include <vector>
 
 #include <stretto/compile_time/static_schedule.hpp>
+#include <stretto/kokkos/boundary.hpp>
 #include <stretto/core/dependencies.hpp>
 #include <stretto/core/errors.hpp>
 #include <stretto/core/schedule.hpp>
@@ -367,18 +368,24 @@ its messages at its end (see `stage_model`), as the simulator prices it.
 **Host staging.** When `MemorySpace` is not host-accessible (CUDA, HIP), messages go through host
 mirrors, so any MPI works; the schedule logic is unchanged.
 
+**Several tensors per boundary.** A `Model` that declares `boundary_type` (a
+`boundary_stage_model`, boundary.hpp) runs through its `boundary_model`: every boundary crossing
+is one message of the tuple packed into one pool buffer, and gradients carry only the elements
+with a gradient. Any other `Model` is a `stage_model` and runs as it is.
+
 **Errors.** The constructor validates the schedule (`validation_error`). Waits report the rank,
 the op and the message they wait for (see the transport's timeout).
 
 @pre `Kokkos::initialize` has run; every rank of the pipeline runs the same schedule.
 */
-template <stage_model Model, transport Comm>
+template <class Model, transport Comm>
+  requires stage_model<executed_model_t<Model>>  // Model itself, or its boundary_model (boundary.hpp)
 class executor {
   struct validate_at_run_time {};       // tags of the private constructor: whether to validate
   struct validated_at_compile_time {};  // the schedule, or trust the compiler's validation
 
  public:
-  using matrix_type = typename Model::matrix_type;
+  using matrix_type = typename executed_model_t<Model>::matrix_type;
   using scalar_type = typename matrix_type::non_const_value_type;
   using memory_space = typename matrix_type::memory_space;
   using host_matrix = typename matrix_type::HostMirror;
@@ -404,7 +411,7 @@ class executor {
  private:
   template <class Validated>
   executor(const schedule& s, Model& model, Comm& comm, executor_options options, Validated)
-      : schedule_(s), model_(model), comm_(comm), options_(options), rank_(comm.rank()) {
+      : schedule_(s), model_(boundary_detail::executed<Model>::bind(model, s.num_stages())), comm_(comm), options_(options), rank_(comm.rank()) {
     if constexpr (!std::is_same_v<Validated, validated_at_compile_time>)
       if (auto check = validate(s); !check) throw validation_error(check.message);
     if (rank_ < 0 || rank_ >= s.num_ranks())
@@ -453,7 +460,7 @@ class executor {
   deadlock-free under every placement.
   */
   const step_record& run_forward_only(clock::time_point origin = clock::now())
-    requires requires(Model& m, const matrix_type& y) { m.output(std::int32_t{0}, y); }
+    requires requires(executed_model_t<Model>& m, const matrix_type& y) { m.output(std::int32_t{0}, y); }
   {
     if (forward_only_.empty()) {
       for (const op& o : schedule_.ops(rank_))
@@ -575,7 +582,7 @@ class executor {
       const std::int32_t from_stage = forward ? o.stage - 1 : o.stage + 1;
       const message_key key{forward ? message_direction::activation : message_direction::gradient,
                             from_stage, o.stage, o.microbatch};
-      const std::int64_t cols = forward ? model_.input_features(o.stage) : model_.output_features(o.stage);
+      const std::int64_t cols = forward ? model_.input_features(o.stage) : boundary_detail::output_gradient_features(model_, o.stage);
       message_buffer b;
       b.device = allocate(forward ? "stretto::activation_in" : "stretto::gradient_in",
                           model_.microbatch_rows(o.microbatch), cols);
@@ -664,7 +671,7 @@ class executor {
       const matrix_type dy = take_input(b, gradient_in_);
       matrix_type dx = b.stage == 0 ? matrix_type()
                                     : allocate("stretto::gradient_out", model_.microbatch_rows(b.microbatch),
-                                               model_.input_features(b.stage));
+                                               boundary_detail::input_gradient_features(model_, b.stage));
       model_.forward_backward(f, x, y, b, dy, dx);
       loss = finish_forward(i + (f_first ? 0 : 1), f, false, std::move(y), sent[f_first ? 0 : 1]);
       if (b.stage > 0)
@@ -709,7 +716,7 @@ class executor {
       return 0.0;
     }
     if (is_last(o.stage)) {
-      matrix_type gradient = allocate("stretto::loss_gradient", output.extent(0), output.extent(1));
+      matrix_type gradient = allocate("stretto::loss_gradient", output.extent(0), boundary_detail::output_gradient_features(model_, o.stage));
       const double loss = model_.loss(o.microbatch, output, gradient);
       message_buffer b;
       b.device = gradient;
@@ -724,7 +731,7 @@ class executor {
     const matrix_type gradient = take_input(o, gradient_in_);
     matrix_type input_gradient =
         o.stage == 0 ? matrix_type() : allocate("stretto::gradient_out", model_.microbatch_rows(o.microbatch),
-                                                 model_.input_features(o.stage));
+                                                 boundary_detail::input_gradient_features(model_, o.stage));
     if (o.kind == op_kind::backward) {
       if constexpr (requires { model_.backward(o.stage, o.microbatch, gradient, input_gradient); }) {
         model_.backward(o.stage, o.microbatch, gradient, input_gradient);
@@ -754,7 +761,7 @@ class executor {
 
   schedule schedule_;
   std::span<const op> static_ops_{};  // this rank's ops in a compile-time table; empty: schedule_'s
-  Model& model_;
+  typename boundary_detail::executed<Model>::handle model_;  // Model&, or its boundary_model
   Comm& comm_;
   executor_options options_;
   std::int32_t rank_;

@@ -238,6 +238,9 @@ class communicator {
     max_outstanding_ = 4 * static_cast<std::size_t>(shape.num_chunks) * static_cast<std::size_t>(shape.num_microbatches) + 8;
     active_.reserve(max_outstanding_);
     spare_states_.reserve(max_outstanding_);
+    // The states too, so that no step allocates one when its messages' timing sets a new high of
+    // requests outstanding at once (a slow receiver leaves more sends in flight).
+    while (spare_states_.size() < max_outstanding_) spare_states_.push_back(std::make_unique<detail::pending_message>());
     // Bounded like every wait: a rank that never arrives is reported after `setup_timeout`.
     const collective_options bounded{setup, options_.on_timeout};
     comm_ = duplicate(comm, bounded, "constructing stretto::mpi::communicator");
