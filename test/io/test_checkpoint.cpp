@@ -59,7 +59,7 @@ io::checkpoint_manifest sample_manifest() {
   const stretto::schedule plan = stretto::policies::make_schedule("interleaved-1f1b", {2, 4, 2});
   io::checkpoint_manifest m;
   m.layout = io::checkpoint_layout::of(plan, "interleaved-1f1b", "784-64-10 f64 boundaries 0 1 2", 1);
-  m.counters = {3, 1404, {{"rng", "12 34 56"}, {"skipped", "1"}}};
+  m.counters = {3, 1404, {{"rng", "12 34 56"}, {"skipped", "1"}, {"v", " x  y"}}};
   m.stage_tensors = {{{"a", io::tensor_type::f64, {4, 3}}}, {{"b", io::tensor_type::f32, {7}}}, {}, {}};
   m.files = {{"rank-00000.bin", 1000, 0xdeadbeef}, {"rank-00001.bin", 2000, 0x00000001}};
   return m;
@@ -111,6 +111,27 @@ TEST_CASE("a damaged manifest is refused with its line") {
   CHECK_THROWS_WITH_AS(io::parse_manifest(other, "DIR/manifest"),
                        doctest::Contains("checkpoint DIR/manifest:7: unknown key 'chonks'"), io::checkpoint_error);
   CHECK_THROWS_WITH_AS(io::parse_manifest("", "DIR/manifest"), doctest::Contains("empty file"), io::checkpoint_error);
+}
+
+TEST_CASE("every prefix and every flipped byte of a manifest is parsed or refused as a checkpoint_error") {
+  const std::string text = io::manifest_text(sample_manifest());
+  std::size_t refused = 0;
+  const auto parse = [&](const std::string& damaged) {
+    try {
+      (void)io::parse_manifest(damaged, "m");
+    } catch (const io::checkpoint_error&) {
+      ++refused;
+    }
+  };
+  for (std::size_t n = 0; n < text.size(); ++n) parse(text.substr(0, n));
+  CHECK(refused == text.size());  // no prefix is complete: the final "end" line is missing
+  for (std::size_t k = 0; k < text.size(); ++k)
+    for (const char c : {'\n', ' ', '9', 'x', '-', '\0'}) {
+      std::string damaged = text;
+      damaged[k] = c;
+      parse(damaged);
+    }
+  CHECK(refused > text.size());
 }
 
 TEST_CASE("layout differences name each field that differs") {

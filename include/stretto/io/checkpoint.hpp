@@ -439,6 +439,11 @@ inline checkpoint_manifest parse_manifest(std::string_view text, std::string_vie
       if (w.size() != n) detail::malformed(file, line_number, stretto::detail::cat("'", key, "' takes ", n - 1, " values"));
     };
     const auto number = [&](std::size_t k) { return detail::integer(w[k], file, line_number, key); };
+    const auto count = [&](std::int64_t most) {  // a size of the layout, 1 ≤ value ≤ most
+      const std::int64_t v = number(1);
+      if (v < 1 || v > most) detail::malformed(file, line_number, stretto::detail::cat("'", key, "' out of range [1, ", most, "]"));
+      return static_cast<std::int32_t>(v);
+    };
     if (line_number == 1) {
       if (key != "stretto-checkpoint" || w.size() != 2)
         detail::malformed(file, 1, "the first line is not 'stretto-checkpoint VERSION'");
@@ -453,11 +458,11 @@ inline checkpoint_manifest parse_manifest(std::string_view text, std::string_vie
     if (key == "model") m.layout.model = std::string(line.substr(std::min(line.size(), line.find(' ') + 1)));
     else if (key == "schedule") need(2), m.layout.schedule = w[1];
     else if (key == "placement") need(2), m.layout.placement = detail::placement_named(w[1], file, line_number);
-    else if (key == "pipeline-ranks") need(2), m.layout.shape.num_ranks = static_cast<std::int32_t>(number(1));
-    else if (key == "microbatches") need(2), m.layout.shape.num_microbatches = static_cast<std::int32_t>(number(1));
-    else if (key == "chunks") need(2), m.layout.shape.num_chunks = static_cast<std::int32_t>(number(1));
-    else if (key == "replicas") need(2), m.layout.replicas = static_cast<std::int32_t>(number(1));
-    else if (key == "data-parallel") need(2), m.layout.data_parallel = static_cast<std::int32_t>(number(1));
+    else if (key == "pipeline-ranks") need(2), m.layout.shape.num_ranks = count(1 << 16);
+    else if (key == "microbatches") need(2), m.layout.shape.num_microbatches = count(1 << 24);
+    else if (key == "chunks") need(2), m.layout.shape.num_chunks = count(1 << 10);
+    else if (key == "replicas") need(2), m.layout.replicas = count(2);
+    else if (key == "data-parallel") need(2), m.layout.data_parallel = count(1 << 24);
     else if (key == "epoch") need(2), m.counters.epoch = number(1);
     else if (key == "step") need(2), m.counters.step = number(1);
     else if (key == "rank-stages") {
@@ -466,9 +471,10 @@ inline checkpoint_manifest parse_manifest(std::string_view text, std::string_vie
         detail::malformed(file, line_number, "rank-stages out of order");
       m.layout.rank_stages.push_back(detail::stages_named(w[2], file, line_number));
     } else if (key == "value") {
-      if (w.size() < 3) detail::malformed(file, line_number, "'value' takes a name and a value");
-      const std::size_t first = line.find(w[1]) + w[1].size() + 1;
-      m.counters.values[w[1]] = std::string(line.substr(first));
+      const std::string prefix = "value " + (w.size() > 1 ? w[1] : std::string()) + " ";
+      if (w.size() < 3 || line.rfind(prefix, 0) != 0)
+        detail::malformed(file, line_number, "'value' takes a name and a value");
+      m.counters.values[w[1]] = std::string(line.substr(prefix.size()));
     } else if (key == "tensor") {
       need(5);
       const std::int64_t s = number(1);

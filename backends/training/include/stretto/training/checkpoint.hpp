@@ -318,6 +318,11 @@ io::training_counters resume_checkpoint(const std::filesystem::path& dir, const 
     if (!differences.empty())
       throw io::checkpoint_error(stretto::detail::cat("checkpoint ", manifest_file, " does not fit this run: ",
                                                       io::join(differences)));
+    for (std::size_t k = 0; k < m.files.size(); ++k)
+      if (m.files[k].name != io::rank_file_name(static_cast<std::int32_t>(k)))
+        throw io::checkpoint_error(stretto::detail::cat("checkpoint ", manifest_file, " names the file '", m.files[k].name,
+                                                        "' for pipeline rank ", k, "; expected ",
+                                                        io::rank_file_name(static_cast<std::int32_t>(k))));
   });
   detail::raise_any(world, error, false, o, "checkpoint: the layout");
 
