@@ -59,6 +59,7 @@
 #include <stretto/stretto.hpp>
 
 #include "activation_memory.hpp"
+#include "checkpoint.hpp"
 #include "idx.hpp"
 #include "mlp_model.hpp"
 #include "reliability.hpp"
@@ -91,6 +92,7 @@ struct options {
   std::int64_t trace_step = 5;      // --trace-step: which step of epoch 1 (clamped to the last)
   std::int32_t data_parallel = 1;   // --data-parallel: copies of the pipeline (ranks = D x pipeline ranks)
   stretto::examples::reliability_options reliability;  // --on-nonfinite and the fault-test hooks
+  stretto::examples::checkpoint_flags checkpoint;      // --save, --resume
 };
 
 // Once the ranks depend on each other (once training starts), an error is one rank's
@@ -110,7 +112,7 @@ std::vector<stretto::mpi::agreement_field> option_fields(const options& o, const
           {"train-samples", text(o.train_samples)}, {"hidden", o.hidden}, {"chunks", text(o.chunks)},
           {"timeout", text(o.timeout)}, {"memory-limit", text(o.memory_limit)}, {"profile-steps", text(o.profile_steps)},
           {"trace-step", text(o.trace_step)}, {"on-nonfinite", o.reliability.on_nonfinite},
-          {"data-parallel", text(o.data_parallel)}};
+          {"data-parallel", text(o.data_parallel)}, {"save", o.checkpoint.save}, {"resume", o.checkpoint.resume}};
 }
 
 // An error that every rank detected identically (arguments, shapes): printed once, exit 2.
@@ -442,9 +444,21 @@ int train(const options& opt, int rank, int size) {
     for (int r = 0; r < size; ++r) distinct.emplace(names.data() + static_cast<std::size_t>(r) * name.size());
     nodes = static_cast<int>(distinct.size());
   }
+  // --resume: the checkpoint is read (or refused, on every rank alike) before the ranks depend on each other.
+  const auto checkpoint_options = stretto::examples::demo_checkpoint_options<matrix_type::value_type>(
+      opt.schedule, widths, opt.timeout);
+  std::int32_t first_epoch = 1;
+  if (!opt.checkpoint.resume.empty()) {
+    try {
+      const auto c = stretto::examples::resume_demo(opt.checkpoint, grid, plan, model, checkpoint_options);
+      first_epoch = c.epoch + 1, global_step = c.step, skipped_steps = c.skipped;
+    } catch (const stretto::io::checkpoint_error& e) {
+      throw usage_error{e.what()};
+    }
+  }
   ranks_started = true;
   stretto::examples::progress_meter progress(rank == 0, opt.epochs, steps, opt.batch_size);  // on stderr
-  for (std::int32_t epoch = 1; epoch <= opt.epochs; ++epoch) {
+  for (std::int32_t epoch = first_epoch; epoch <= opt.epochs; ++epoch) {
     std::iota(order.begin(), order.end(), 0);
     std::shuffle(order.begin(), order.end(), std::mt19937_64(opt.seed * 7919 + static_cast<std::uint64_t>(epoch)));
     model.set_training(true);
@@ -544,6 +558,8 @@ int train(const options& opt, int rank, int size) {
     stretto::mpi::gather(windows.data(), static_cast<int>(windows.size()), MPI_DOUBLE, all_windows.data(),
                          static_cast<int>(windows.size()), MPI_DOUBLE, 0, MPI_COMM_WORLD, bounded,
                          "the epoch's step windows");
+    if (!opt.checkpoint.save.empty())
+      stretto::examples::save_demo(opt.checkpoint, grid, plan, model, {epoch, global_step, skipped_steps}, checkpoint_options);
     if (rank != 0) continue;
 
     // Measured bubble rate: every rank starts a step at the same origin (align_steps); per
@@ -637,6 +653,7 @@ int main(int argc, char** argv) {
                  "seconds a rank may wait for one message or collective before the job aborts (finite, > 0)")
       ->capture_default_str();
   stretto::examples::add_reliability_options(app, opt.reliability);
+  stretto::examples::add_checkpoint_options(app, opt.checkpoint);
 
   int rc = 0;
   std::string error;

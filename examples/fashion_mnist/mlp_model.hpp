@@ -37,6 +37,7 @@ comparable bit for bit up to summation order.
 #include <vector>
 
 #include <stretto/detail/text.hpp>
+#include <stretto/io/checkpoint.hpp>
 #include <stretto/kokkos/executor.hpp>
 
 namespace stretto::examples {
@@ -415,6 +416,34 @@ class mlp_model {
     for (std::size_t i = 0; i < w.extent(0); ++i)
       for (std::size_t j = 0; j < w.extent(1); ++j) out.push_back(w(i, j));
     for (std::size_t i = 0; i < b.extent(0); ++i) out.push_back(b(i));
+    return out;
+  }
+
+  // ---- checkpoints (stretto::training::checkpointable_model) -----------------------------------
+  /**
+  @brief Stage `s`'s training state for a checkpoint, layer by layer: `layer{l}.weight`
+  `[w_{l+1}, w_l]`, `layer{l}.bias` `[w_{l+1}]` and their SGD momentum buffers
+  `layer{l}.weight_momentum`, `layer{l}.bias_momentum`, over the model's own memory (a resume
+  overwrites it in place). The gradients are zero between steps and are not saved.
+  @pre `s` is local and the model's memory space is host-accessible.
+  */
+  std::vector<stretto::io::tensor_ref> checkpoint_state(std::int32_t s)
+    requires(bool(Kokkos::SpaceAccessibility<Kokkos::HostSpace, typename matrix_type::memory_space>::accessible))
+  {
+    std::vector<stretto::io::tensor_ref> out;
+    const auto name = [](std::int32_t l, const char* what) { return stretto::detail::cat("layer", l, ".", what); };
+    const auto matrix = [](const matrix_type& m) {
+      return std::vector<std::int64_t>{static_cast<std::int64_t>(m.extent(0)), static_cast<std::int64_t>(m.extent(1))};
+    };
+    for (std::int32_t l = first_layer(s); l < first_layer(s + 1); ++l) {
+      auto& ly = layer(l);
+      out.emplace_back(name(l, "weight"), std::span<Scalar>(ly.weight.data(), ly.weight.size()), matrix(ly.weight));
+      out.emplace_back(name(l, "bias"), std::span<Scalar>(ly.bias.data(), ly.bias.size()));
+      out.emplace_back(name(l, "weight_momentum"), std::span<Scalar>(ly.weight_velocity.data(), ly.weight_velocity.size()),
+                       matrix(ly.weight_velocity));
+      out.emplace_back(name(l, "bias_momentum"), std::span<Scalar>(ly.bias_velocity.data(), ly.bias_velocity.size()));
+    }
+    Kokkos::fence();  // no kernel still writes them
     return out;
   }
 

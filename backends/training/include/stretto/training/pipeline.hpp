@@ -33,6 +33,7 @@ and the data-parallel gradient reduction, and trains one global batch per `step(
 #include <stretto/mpi/communicator.hpp>
 #include <stretto/mpi/gradient_reduction.hpp>
 #include <stretto/mpi/process_grid.hpp>
+#include <stretto/training/checkpoint.hpp>
 
 namespace stretto::training {
 
@@ -365,6 +366,28 @@ class pipeline {
     plan_ = next;
     attach(plan_);
     for (kokkos::observer* o : observers_) executor_->add_observer(*o);
+  }
+
+  /**
+  @brief Saves this pipeline's training state into `dir` with `counters` (collective, between
+  steps): `training::save_checkpoint` over this pipeline's grid, schedule and model.
+  @return the checkpoint's folder. @throws io::checkpoint_error on every rank.
+  */
+  std::filesystem::path save(const std::filesystem::path& dir, const io::training_counters& counters,
+                             const checkpoint_options& options = {})
+    requires checkpointable_model<Model>
+  {
+    return save_checkpoint(dir, grid_, plan_, model_, counters, options);
+  }
+  /**
+  @brief Restores the training state saved in `dir` (collective, before a step):
+  `training::resume_checkpoint`. @return the saved counters.
+  @throws io::checkpoint_error on every rank, naming what differs.
+  */
+  io::training_counters resume(const std::filesystem::path& dir, const checkpoint_options& options = {})
+    requires checkpointable_model<Model>
+  {
+    return resume_checkpoint(dir, grid_, plan_, model_, options);
   }
 
   const mpi::process_grid& grid() const noexcept { return grid_; }
