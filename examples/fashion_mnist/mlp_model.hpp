@@ -334,6 +334,15 @@ class mlp_model {
     }
   }
 
+  /** @brief Zeroes the local gradients without an optimizer step (a step that is not applied). */
+  void discard_gradients() {
+    for (auto& ly : layers_) {
+      if (!ly.weight.data()) continue;
+      Kokkos::deep_copy(ly.weight_grad, Scalar(0));
+      Kokkos::deep_copy(ly.bias_grad, Scalar(0));
+    }
+  }
+
   /** @brief SGD with momentum on stage `s`'s layers (if local), then zeroes their gradients. */
   void apply_gradients(std::int32_t s, Scalar learning_rate, Scalar momentum) {
     for (std::int32_t l = first_layer(s); l < first_layer(s + 1); ++l) {
