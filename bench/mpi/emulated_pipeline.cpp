@@ -5,7 +5,7 @@
 //          [--t-f MS] [--t-b MS] [--t-w MS] [--bytes B,...] [--mode sleep|spin] [--steps N]
 //          [--comm-delay auto|SECONDS] [--progress auto|thread|poll] [--wait auto|spin|block]
 //          [--poll-interval-us US] [--hot-time-us US] [--format text|json]
-//          [--data-parallel D] [--gradient-bytes B]
+//          [--data-parallel D] [--gradient-bytes B] [--trace FILE]
 //
 // Each op of a chunk of a full stage waits T/v (v chunks per rank, as stretto::sim::uniform_costs
 // prices it): `sleep` sleeps until its deadline, `spin` busy-waits (a compute-bound rank). Every
@@ -67,6 +67,7 @@ struct options {
   bool json{false};
   int data_parallel{1};
   std::size_t gradient_bytes{1024 * 1024};
+  std::string trace;  // CSV of every op's measured and simulated times (last step), empty: none
 };
 
 [[noreturn]] void usage_error(int rank, const std::string& text) {
@@ -76,7 +77,7 @@ struct options {
                  "[--t-f MS] [--t-b MS] [--t-w MS] [--bytes B,...] [--mode sleep|spin] [--steps N] "
                  "[--comm-delay auto|SECONDS] [--progress auto|thread|poll] [--wait auto|spin|block] "
                  "[--poll-interval-us US] [--hot-time-us US] [--format text|json] [--data-parallel D] "
-                 "[--gradient-bytes B]\n",
+                 "[--gradient-bytes B] [--trace FILE]\n",
                  text.c_str());
   MPI_Finalize();
   std::exit(2);
@@ -165,6 +166,8 @@ options parse(int argc, char** argv, int rank) {
       const long long n = std::atoll(value.c_str());
       if (n < 8 || n % 8 != 0) usage_error(rank, "--gradient-bytes must be a multiple of 8 bytes, at least 8");
       o.gradient_bytes = static_cast<std::size_t>(n);
+    } else if (flag == "--trace") {
+      o.trace = value;
     } else if (flag == "--format") {
       if (value != "text" && value != "json") usage_error(rank, "--format must be text or json");
       o.json = value == "json";
@@ -331,6 +334,55 @@ double measure_allreduce(MPI_Comm group, std::size_t bytes) {
   return slowest;
 }
 
+// --trace: appends, for the step just run, every op of every rank of `pipeline` to `path` (CSV;
+// header when the file is new): its measured wait begin, compute begin and end, and its
+// simulated start and end, all in ms from the step's first start (the earliest op start over the
+// ranks, measured and simulated alike), so that the op where measured time drifts from the
+// simulated one can be found. Collective over `pipeline`; world rank 0 writes.
+void write_trace(const std::string& path, MPI_Comm pipeline, bool writer, const std::string& name, std::size_t bytes,
+                 const stretto::kokkos::step_record& record, const stretto::sim::simulation& simulated) {
+  int rank = 0, p = 0;
+  MPI_Comm_rank(pipeline, &rank);
+  MPI_Comm_size(pipeline, &p);
+  std::vector<double> mine;
+  for (const auto& t : record.trace)
+    mine.insert(mine.end(), {static_cast<double>(t.what.kind), static_cast<double>(t.what.stage),
+                             static_cast<double>(t.what.microbatch), t.wait_begin, t.compute_begin, t.compute_end});
+  int count = static_cast<int>(mine.size());
+  std::vector<int> counts(static_cast<std::size_t>(p)), offsets(static_cast<std::size_t>(p));
+  MPI_Gather(&count, 1, MPI_INT, counts.data(), 1, MPI_INT, 0, pipeline);
+  int total = 0;
+  for (int r = 0; r < p; ++r) {
+    offsets[static_cast<std::size_t>(r)] = total;
+    total += counts[static_cast<std::size_t>(r)];
+  }
+  std::vector<double> all(static_cast<std::size_t>(rank == 0 ? total : 0));
+  MPI_Gatherv(mine.data(), count, MPI_DOUBLE, all.data(), counts.data(), offsets.data(), MPI_DOUBLE, 0, pipeline);
+  if (!writer || rank != 0) return;
+  double origin = 1e300, sim_origin = 1e300;
+  for (std::size_t k = 0; k + 5 < all.size(); k += 6) origin = std::min(origin, all[k + 4]);
+  for (int r = 0; r < p; ++r)
+    for (const auto& t : simulated.events.ops(r)) sim_origin = std::min(sim_origin, t.start);
+  std::FILE* out = std::fopen(path.c_str(), "a");
+  if (out == nullptr) return;
+  if (std::ftell(out) == 0) std::fprintf(out, "schedule,bytes,rank,index,op,stage,microbatch,wait_ms,start_ms,end_ms,sim_start_ms,sim_end_ms\n");
+  static const char* kinds[] = {"F", "B", "W", "BW"};
+  for (int r = 0; r < p; ++r) {
+    const auto events = simulated.events.ops(r);
+    const std::size_t n = static_cast<std::size_t>(counts[static_cast<std::size_t>(r)]) / 6;
+    for (std::size_t i = 0; i < n; ++i) {
+      const double* d = all.data() + offsets[static_cast<std::size_t>(r)] + 6 * i;
+      const double sim_start = i < events.size() ? events[i].start - sim_origin : -1.0;
+      const double sim_end = i < events.size() ? events[i].end - sim_origin : -1.0;
+      const int kind = static_cast<int>(d[0]);
+      std::fprintf(out, "%s,%zu,%d,%zu,%s,%d,%d,%.4f,%.4f,%.4f,%.4f,%.4f\n", name.c_str(), bytes, r, i,
+                   kind >= 0 && kind < 4 ? kinds[kind] : "?", static_cast<int>(d[1]), static_cast<int>(d[2]),
+                   (d[3] - origin) * 1e3, (d[4] - origin) * 1e3, (d[5] - origin) * 1e3, sim_start * 1e3, sim_end * 1e3);
+    }
+  }
+  std::fclose(out);
+}
+
 struct result {
   std::string name;
   std::int32_t chunks{1};
@@ -430,8 +482,11 @@ int main(int argc, char** argv) {
             late_total = 0.0;
             emulated_ops = 0;
             reduction.reset(shape.num_stages(), m, o.gradient_bytes);
-            (void)exec.run_step();
+            // A common origin (steady_clock is one clock for every process of a node) for --trace.
+            const auto& record = exec.run_step(clock_type::time_point{});
             const auto end = reduction.finish(last_end);
+            if (!o.trace.empty() && step == o.steps)
+              write_trace(o.trace, pipeline, report, r.name, bytes, record, stretto::sim::simulate(plan, costs));
             const double mine = emulated_ops > 0 ? std::chrono::duration<double>(end - first_start).count() : 0.0;
             double span = 0.0;
             MPI_Allreduce(&mine, &span, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
