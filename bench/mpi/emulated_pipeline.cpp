@@ -2,13 +2,15 @@
 // stage functions that only wait for their cost-model time, against the simulator's span.
 //
 //   mpirun -n P stretto.bench.emulated_pipeline [--schedules all|NAME,...] [--microbatches M]
-//          [--t-f MS] [--t-b MS] [--t-w MS] [--bytes B,...] [--mode sleep|spin] [--steps N]
+//          [--t-f MS] [--t-b MS] [--t-w MS] [--bytes B,...] [--mode sleep|spin|cpu] [--steps N]
 //          [--comm-delay auto|SECONDS] [--progress auto|thread|poll] [--wait auto|spin|block]
 //          [--poll-interval-us US] [--hot-time-us US] [--format text|json]
 //          [--data-parallel D] [--gradient-bytes B] [--trace FILE]
 //
 // Each op of a chunk of a full stage waits T/v (v chunks per rank, as stretto::sim::uniform_costs
-// prices it): `sleep` sleeps until its deadline, `spin` busy-waits (a compute-bound rank). Every
+// prices it): `sleep` sleeps until its deadline, `spin` busy-waits until it (a core kept busy),
+// `cpu` busy-waits until the thread has used T/v of CPU time (a compute-bound op: on a core
+// shared with other ranks it takes longer, as real computation would). Every
 // message carries B bytes (one row of B/8 doubles). Per schedule: one warm-up step, then N
 // measured steps; the span of a step is, as the simulator defines it, the longest rank's first
 // start to last end (a start is when the stage function begins, after its input arrived); the figure reported is the median over the N steps (the best is shown too).
@@ -41,6 +43,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -60,6 +63,7 @@
 namespace {
 
 using clock_type = std::chrono::steady_clock;
+bool cpu_time = false;  // --mode cpu: ops take CPU time, not wall time
 
 struct options {
   std::vector<std::string> schedules;  // empty: all
@@ -141,8 +145,9 @@ options parse(int argc, char** argv, int rank) {
         o.bytes.push_back(static_cast<std::size_t>(n));
       }
     } else if (flag == "--mode") {
-      if (value != "sleep" && value != "spin") usage_error(rank, "--mode must be sleep or spin");
-      o.spin = value == "spin";
+      if (value != "sleep" && value != "spin" && value != "cpu") usage_error(rank, "--mode must be sleep, spin or cpu");
+      o.spin = value != "sleep";
+      cpu_time = value == "cpu";
     } else if (flag == "--steps") {
       o.steps = std::atoi(value.c_str());
       if (o.steps < 1) usage_error(rank, "--steps must be at least 1");
@@ -211,12 +216,25 @@ struct reduction_observer final : stretto::kokkos::observer {
   }
 };
 
-// Waits `seconds` from now: sleeping until the deadline, or spinning (a busy core).
+// The thread's CPU time in seconds.
+double thread_cpu_seconds() {
+  timespec t{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+  return static_cast<double>(t.tv_sec) + 1e-9 * static_cast<double>(t.tv_nsec);
+}
+
+// Waits `seconds` from now: sleeping until the deadline, or spinning (a busy core), or (--mode
+// cpu) computing until the thread has used `seconds` of CPU time.
 void emulate(double seconds, bool spin) {
   const auto start = clock_type::now();
   if (emulated_ops == 0) first_start = start;
-  const auto deadline = start + std::chrono::duration_cast<clock_type::duration>(std::chrono::duration<double>(seconds));
-  if (spin) {
+  auto deadline = start + std::chrono::duration_cast<clock_type::duration>(std::chrono::duration<double>(seconds));
+  if (spin && cpu_time) {
+    const double until = thread_cpu_seconds() + seconds;
+    while (thread_cpu_seconds() < until) {
+    }
+    deadline = clock_type::now();  // on time by definition: its lateness is the sharing of its core
+  } else if (spin) {
     while (clock_type::now() < deadline) {
     }
   } else {
@@ -435,7 +453,7 @@ int main(int argc, char** argv) {
                     "  \"t_f_ms\": %g,\n  \"t_b_ms\": %g,\n  \"t_w_ms\": %g,\n  \"mode\": \"%s\",\n  \"steps\": %d,\n"
                     "  \"statistic\": \"median\",\n  \"progress\": \"%s\",\n  \"oversubscribed\": %s,\n  \"runs\": [",
                     p, dp_groups, dp_groups > 1 ? o.gradient_bytes : std::size_t{0}, m, o.t_f * 1e3, o.t_b * 1e3,
-                    o.t_w * 1e3, o.spin ? "spin" : "sleep", o.steps,
+                    o.t_w * 1e3, cpu_time ? "cpu" : o.spin ? "spin" : "sleep", o.steps,
                     threaded ? "thread" : "poll", oversubscribed ? "true" : "false");
       bool first_size = true;
       for (const std::size_t bytes : o.bytes) {
@@ -570,7 +588,7 @@ int main(int argc, char** argv) {
         } else {
           std::printf("p = %d, m = %d, T_F/T_B/T_W = %g/%g/%g ms, %s, messages %zu B, message delay %.3f ms (%s), "
                       "progress: %s%s; span = median of %d steps after a warm-up\n",
-                      p, m, o.t_f * 1e3, o.t_b * 1e3, o.t_w * 1e3, o.spin ? "spin" : "sleep", bytes, delay * 1e3,
+                      p, m, o.t_f * 1e3, o.t_b * 1e3, o.t_w * 1e3, cpu_time ? "cpu" : o.spin ? "spin" : "sleep", bytes, delay * 1e3,
                       o.comm_delay >= 0 ? "given" : "measured", threaded ? "thread" : "poll",
                       oversubscribed ? ", oversubscribed" : "", o.steps);
           if (dp_groups > 1)
