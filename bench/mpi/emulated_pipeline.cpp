@@ -2,13 +2,15 @@
 // stage functions that only wait for their cost-model time, against the simulator's span.
 //
 //   mpirun -n P stretto.bench.emulated_pipeline [--schedules all|NAME,...] [--microbatches M]
-//          [--t-f MS] [--t-b MS] [--t-w MS] [--bytes B,...] [--mode sleep|spin] [--steps N]
+//          [--t-f MS] [--t-b MS] [--t-w MS] [--bytes B,...] [--mode sleep|spin|cpu] [--steps N]
 //          [--comm-delay auto|SECONDS] [--progress auto|thread|poll] [--wait auto|spin|block]
 //          [--poll-interval-us US] [--hot-time-us US] [--format text|json]
-//          [--data-parallel D] [--gradient-bytes B]
+//          [--data-parallel D] [--gradient-bytes B] [--trace FILE]
 //
 // Each op of a chunk of a full stage waits T/v (v chunks per rank, as stretto::sim::uniform_costs
-// prices it): `sleep` sleeps until its deadline, `spin` busy-waits (a compute-bound rank). Every
+// prices it): `sleep` sleeps until its deadline, `spin` busy-waits until it (a core kept busy),
+// `cpu` busy-waits until the thread has used T/v of CPU time (a compute-bound op: on a core
+// shared with other ranks it takes longer, as real computation would). Every
 // message carries B bytes (one row of B/8 doubles). Per schedule: one warm-up step, then N
 // measured steps; the span of a step is, as the simulator defines it, the longest rank's first
 // start to last end (a start is when the stage function begins, after its input arrived); the figure reported is the median over the N steps (the best is shown too).
@@ -19,22 +21,30 @@
 // Schedules whose policy rejects the shape are listed as skipped, with the reason.
 //
 // Data parallelism (--data-parallel D): the N ranks form D pipelines of p = N / D ranks
-// (pipeline neighbours adjacent: world rank = group·p + pipeline rank), and the ranks holding the
-// same pipeline rank in the D pipelines form a data-parallel group. Each stage, as soon as its
-// last W (or BW) of the step has run, starts a non-blocking all-reduce (MPI_Iallreduce, sum) of B
-// gradient bytes over its data-parallel group; the step waits for them after its last op. A
-// rank's step ends with its last op or, if later, when its reductions complete. The simulated
-// step is sim::simulate_data_parallel's, with the ring time T_ring measured before the schedule's
-// steps (its communicator running): the median of 20 all-reduces of B bytes (MPI_Iallreduce + MPI_Wait), run by every data-parallel group at once.
+// (stretto::mpi::process_grid, pipeline neighbours adjacent: world rank = group·p + pipeline
+// rank), and each stage's gradients (B bytes of doubles) are summed by the library's
+// stretto::mpi::gradient_reduction over the ranks that hold the stage (D of them, or 2D for the
+// two replicas of a bidirectional schedule): its MPI_Iallreduce starts after the stage's last W
+// (or BW) of the step, driven by an executor observer, and the step waits for them after its last
+// op. A rank's step ends with its last op or, if that wait blocked, when its reductions completed.
+// The simulated step is sim::simulate_data_parallel's, with the ring's latency α calibrated per
+// schedule from a measured all-reduce: before the schedule's steps (its communicator running) each
+// stage group runs 20 all-reduces of B bytes (MPI_Iallreduce + MPI_Wait, stage after stage), and
+// α = T / (2(n − 1)) for the slowest group's median T over n ranks, so that the simulator's ring
+// time 2(n − 1)·α is the measured time of the all-reduce that Open MPI runs for that group (its
+// own algorithm over shared memory or TCP), waited for as the library waits, not a modelled one.
 #include <mpi.h>
 
 #include <Kokkos_Core.hpp>
 
 #include <algorithm>
+#include <optional>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -46,12 +56,15 @@
 
 #include <stretto/kokkos/executor.hpp>
 #include <stretto/mpi/communicator.hpp>
+#include <stretto/mpi/gradient_reduction.hpp>
+#include <stretto/mpi/process_grid.hpp>
 #include <stretto/sim/data_parallel.hpp>
 #include <stretto/stretto.hpp>
 
 namespace {
 
 using clock_type = std::chrono::steady_clock;
+bool cpu_time = false;  // --mode cpu: ops take CPU time, not wall time
 
 struct options {
   std::vector<std::string> schedules;  // empty: all
@@ -67,6 +80,7 @@ struct options {
   bool json{false};
   int data_parallel{1};
   std::size_t gradient_bytes{1024 * 1024};
+  std::string trace;  // CSV of every op's measured and simulated times (last step), empty: none
 };
 
 [[noreturn]] void usage_error(int rank, const std::string& text) {
@@ -76,7 +90,7 @@ struct options {
                  "[--t-f MS] [--t-b MS] [--t-w MS] [--bytes B,...] [--mode sleep|spin] [--steps N] "
                  "[--comm-delay auto|SECONDS] [--progress auto|thread|poll] [--wait auto|spin|block] "
                  "[--poll-interval-us US] [--hot-time-us US] [--format text|json] [--data-parallel D] "
-                 "[--gradient-bytes B]\n",
+                 "[--gradient-bytes B] [--trace FILE]\n",
                  text.c_str());
   MPI_Finalize();
   std::exit(2);
@@ -132,8 +146,9 @@ options parse(int argc, char** argv, int rank) {
         o.bytes.push_back(static_cast<std::size_t>(n));
       }
     } else if (flag == "--mode") {
-      if (value != "sleep" && value != "spin") usage_error(rank, "--mode must be sleep or spin");
-      o.spin = value == "spin";
+      if (value != "sleep" && value != "spin" && value != "cpu") usage_error(rank, "--mode must be sleep, spin or cpu");
+      o.spin = value != "sleep";
+      cpu_time = value == "cpu";
     } else if (flag == "--steps") {
       o.steps = std::atoi(value.c_str());
       if (o.steps < 1) usage_error(rank, "--steps must be at least 1");
@@ -165,6 +180,8 @@ options parse(int argc, char** argv, int rank) {
       const long long n = std::atoll(value.c_str());
       if (n < 8 || n % 8 != 0) usage_error(rank, "--gradient-bytes must be a multiple of 8 bytes, at least 8");
       o.gradient_bytes = static_cast<std::size_t>(n);
+    } else if (flag == "--trace") {
+      o.trace = value;
     } else if (flag == "--format") {
       if (value != "text" && value != "json") usage_error(rank, "--format must be text or json");
       o.json = value == "json";
@@ -192,52 +209,33 @@ double late_total = 0.0;
 long emulated_ops = 0;
 clock_type::time_point first_start{}, last_end{};
 
-// Data parallelism: each local stage's gradient buffer, how many of its W/BW ran this step, and
-// its pending all-reduce over the data-parallel group (MPI_COMM_NULL: none).
-struct gradient_reduction {
-  MPI_Comm group{MPI_COMM_NULL};
-  std::int32_t microbatches{0};
-  std::vector<std::int32_t> done;                 // [stage] W/BW run this step
-  std::vector<std::vector<double>> buffers;       // [stage] gradients (B/8 doubles), lazily sized
-  std::vector<MPI_Request> pending;
-  std::size_t doubles{0};
+// Data parallelism: the library's reduction, told of every op's end by the executor.
+struct reduction_observer final : stretto::kokkos::observer {
+  stretto::mpi::gradient_reduction* reduction{nullptr};
+  void on_compute_end(std::size_t index, const stretto::op& o, clock::time_point) override {
+    if (reduction != nullptr) reduction->op_done(index, o);
+  }
+};
 
-  void reset(std::int32_t stages, std::int32_t m, std::size_t bytes) {
-    microbatches = m;
-    doubles = bytes / 8;
-    done.assign(static_cast<std::size_t>(stages), 0);
-    buffers.resize(static_cast<std::size_t>(stages));
-    pending.clear();
-  }
-  // After a W or BW of `stage`: the stage's last one starts its all-reduce.
-  void weight_gradient_done(std::int32_t stage) {
-    if (group == MPI_COMM_NULL) return;
-    auto& count = done[static_cast<std::size_t>(stage)];
-    if (++count != microbatches) return;
-    auto& buffer = buffers[static_cast<std::size_t>(stage)];
-    buffer.assign(doubles, 1.0);
-    pending.emplace_back();
-    MPI_Iallreduce(MPI_IN_PLACE, buffer.data(), static_cast<int>(doubles), MPI_DOUBLE, MPI_SUM, group, &pending.back());
-  }
-  // After the step's last op (`last_op_end`): when this rank's step ended, its last op or the
-  // completion of its reductions. Those already complete at the first test count as hidden.
-  clock_type::time_point finish(clock_type::time_point last_op_end) {
-    if (pending.empty()) return last_op_end;
-    int complete = 0;
-    MPI_Testall(static_cast<int>(pending.size()), pending.data(), &complete, MPI_STATUSES_IGNORE);
-    if (!complete) MPI_Waitall(static_cast<int>(pending.size()), pending.data(), MPI_STATUSES_IGNORE);
-    const auto end = complete ? last_op_end : clock_type::now();
-    pending.clear();
-    return std::max(end, last_op_end);
-  }
-} reduction;
+// The thread's CPU time in seconds.
+double thread_cpu_seconds() {
+  timespec t{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+  return static_cast<double>(t.tv_sec) + 1e-9 * static_cast<double>(t.tv_nsec);
+}
 
-// Waits `seconds` from now: sleeping until the deadline, or spinning (a busy core).
+// Waits `seconds` from now: sleeping until the deadline, or spinning (a busy core), or (--mode
+// cpu) computing until the thread has used `seconds` of CPU time.
 void emulate(double seconds, bool spin) {
   const auto start = clock_type::now();
   if (emulated_ops == 0) first_start = start;
-  const auto deadline = start + std::chrono::duration_cast<clock_type::duration>(std::chrono::duration<double>(seconds));
-  if (spin) {
+  auto deadline = start + std::chrono::duration_cast<clock_type::duration>(std::chrono::duration<double>(seconds));
+  if (spin && cpu_time) {
+    const double until = thread_cpu_seconds() + seconds;
+    while (thread_cpu_seconds() < until) {
+    }
+    deadline = clock_type::now();  // on time by definition: its lateness is the sharing of its core
+  } else if (spin) {
     while (clock_type::now() < deadline) {
     }
   } else {
@@ -263,14 +261,8 @@ struct emulated_model {
   void forward(std::int32_t, std::int32_t, const matrix_type&, const matrix_type&) const { emulate(t_f, spin); }
   double loss(std::int32_t, const matrix_type&, const matrix_type&) const { return 0.0; }
   void backward_input(std::int32_t, std::int32_t, const matrix_type&, const matrix_type&) const { emulate(t_b, spin); }
-  void backward_weight(std::int32_t s, std::int32_t) const {
-    emulate(t_w, spin);
-    reduction.weight_gradient_done(s);
-  }
-  void backward(std::int32_t s, std::int32_t, const matrix_type&, const matrix_type&) const {
-    emulate(t_b + t_w, spin);
-    reduction.weight_gradient_done(s);
-  }
+  void backward_weight(std::int32_t, std::int32_t) const { emulate(t_w, spin); }
+  void backward(std::int32_t, std::int32_t, const matrix_type&, const matrix_type&) const { emulate(t_b + t_w, spin); }
 };
 
 double median(std::vector<double> v) {
@@ -311,24 +303,99 @@ double measure_delay(MPI_Comm pipeline, int rank, int p, std::size_t bytes, cons
   return delay;
 }
 
-// The time of one all-reduce of `bytes` over a data-parallel group, every group at once
-// (non-blocking and waited for at once, as the step's): the
-// median of 20 after 2 unmeasured ones, known to every rank (the slowest group's median).
-double measure_allreduce(MPI_Comm group, std::size_t bytes) {
+// The ring latency α for the simulator: each stage group of `groups` runs 22 all-reduces of
+// `bytes` (MPI_Iallreduce, waited for as gradient_reduction::wait waits: tests with short pauses;
+// stage after stage, all ranks in step),
+// the median of the last 20 is its time T over its n ranks, and α = T / (2(n − 1)) for the
+// slowest group, known to every rank. Also returns that T.
+struct ring_calibration {
+  double latency{0}, t_ring{0};
+  int members{0};
+};
+ring_calibration measure_allreduce(const stretto::mpi::process_grid::stage_group_set& groups, std::size_t bytes) {
   std::vector<double> buffer(bytes / 8, 1.0);
-  std::vector<double> times;
-  for (int i = 0; i < 22; ++i) {
-    MPI_Barrier(MPI_COMM_WORLD);
-    const auto start = clock_type::now();
-    // Non-blocking, as in the step (the same algorithm: blocking MPI_Allreduce may choose another).
-    MPI_Request request = MPI_REQUEST_NULL;
-    MPI_Iallreduce(MPI_IN_PLACE, buffer.data(), static_cast<int>(buffer.size()), MPI_DOUBLE, MPI_SUM, group, &request);
-    MPI_Wait(&request, MPI_STATUS_IGNORE);
-    if (i >= 2) times.push_back(std::chrono::duration<double>(clock_type::now() - start).count());
+  double mine[2] = {0.0, 0.0};  // the largest α and its T
+  int members = 0;
+  for (std::int32_t stage = 0; stage < groups.num_stages(); ++stage) {
+    std::vector<double> times;
+    const MPI_Comm group = groups.group(stage);
+    for (int i = 0; i < 22; ++i) {
+      MPI_Barrier(MPI_COMM_WORLD);
+      if (group == MPI_COMM_NULL || groups.size(stage) < 2) continue;
+      const auto start = clock_type::now();
+      MPI_Request request = MPI_REQUEST_NULL;
+      MPI_Iallreduce(MPI_IN_PLACE, buffer.data(), static_cast<int>(buffer.size()), MPI_DOUBLE, MPI_SUM, group, &request);
+      if (!stretto::mpi::detail::wait_bounded(request, std::chrono::duration<double>(120.0)))
+        throw std::runtime_error("an all-reduce of the ring calibration did not finish in 120 s");
+      if (i >= 2) times.push_back(std::chrono::duration<double>(clock_type::now() - start).count());
+    }
+    if (times.empty()) continue;
+    const double t = median(times);
+    const double alpha = t / (2.0 * (groups.size(stage) - 1));
+    if (alpha > mine[0]) {
+      mine[0] = alpha;
+      mine[1] = t;
+      members = groups.size(stage);
+    }
   }
-  double mine = median(times), slowest = 0.0;
-  MPI_Allreduce(&mine, &slowest, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
-  return slowest;
+  struct {
+    double value;
+    int rank;
+  } local{mine[0], 0}, slowest{0.0, 0};
+  MPI_Comm_rank(MPI_COMM_WORLD, &local.rank);
+  MPI_Allreduce(&local, &slowest, 1, MPI_DOUBLE_INT, MPI_MAXLOC, MPI_COMM_WORLD);
+  double shared[2] = {mine[1], static_cast<double>(members)};
+  MPI_Bcast(shared, 2, MPI_DOUBLE, slowest.rank, MPI_COMM_WORLD);
+  return {slowest.value, shared[0], static_cast<int>(shared[1])};
+}
+
+// --trace: appends, for the step just run, every op of every rank of `pipeline` to `path` (CSV;
+// header when the file is new): its measured wait begin, compute begin and end, and its
+// simulated start and end, all in ms from the step's first start (the earliest op start over the
+// ranks, measured and simulated alike), so that the op where measured time drifts from the
+// simulated one can be found. Collective over `pipeline`; world rank 0 writes.
+void write_trace(const std::string& path, MPI_Comm pipeline, bool writer, const std::string& name, std::size_t bytes,
+                 const stretto::kokkos::step_record& record, const stretto::sim::simulation& simulated) {
+  int rank = 0, p = 0;
+  MPI_Comm_rank(pipeline, &rank);
+  MPI_Comm_size(pipeline, &p);
+  std::vector<double> mine;
+  for (const auto& t : record.trace)
+    mine.insert(mine.end(), {static_cast<double>(t.what.kind), static_cast<double>(t.what.stage),
+                             static_cast<double>(t.what.microbatch), t.wait_begin, t.compute_begin, t.compute_end});
+  int count = static_cast<int>(mine.size());
+  std::vector<int> counts(static_cast<std::size_t>(p)), offsets(static_cast<std::size_t>(p));
+  MPI_Gather(&count, 1, MPI_INT, counts.data(), 1, MPI_INT, 0, pipeline);
+  int total = 0;
+  for (int r = 0; r < p; ++r) {
+    offsets[static_cast<std::size_t>(r)] = total;
+    total += counts[static_cast<std::size_t>(r)];
+  }
+  std::vector<double> all(static_cast<std::size_t>(rank == 0 ? total : 0));
+  MPI_Gatherv(mine.data(), count, MPI_DOUBLE, all.data(), counts.data(), offsets.data(), MPI_DOUBLE, 0, pipeline);
+  if (!writer || rank != 0) return;
+  double origin = 1e300, sim_origin = 1e300;
+  for (std::size_t k = 0; k + 5 < all.size(); k += 6) origin = std::min(origin, all[k + 4]);
+  for (int r = 0; r < p; ++r)
+    for (const auto& t : simulated.events.ops(r)) sim_origin = std::min(sim_origin, t.start);
+  std::FILE* out = std::fopen(path.c_str(), "a");
+  if (out == nullptr) return;
+  if (std::ftell(out) == 0) std::fprintf(out, "schedule,bytes,rank,index,op,stage,microbatch,wait_ms,start_ms,end_ms,sim_start_ms,sim_end_ms\n");
+  static const char* kinds[] = {"F", "B", "W", "BW"};
+  for (int r = 0; r < p; ++r) {
+    const auto events = simulated.events.ops(r);
+    const std::size_t n = static_cast<std::size_t>(counts[static_cast<std::size_t>(r)]) / 6;
+    for (std::size_t i = 0; i < n; ++i) {
+      const double* d = all.data() + offsets[static_cast<std::size_t>(r)] + 6 * i;
+      const double sim_start = i < events.size() ? events[i].start - sim_origin : -1.0;
+      const double sim_end = i < events.size() ? events[i].end - sim_origin : -1.0;
+      const int kind = static_cast<int>(d[0]);
+      std::fprintf(out, "%s,%zu,%d,%zu,%s,%d,%d,%.4f,%.4f,%.4f,%.4f,%.4f\n", name.c_str(), bytes, r, i,
+                   kind >= 0 && kind < 4 ? kinds[kind] : "?", static_cast<int>(d[1]), static_cast<int>(d[2]),
+                   (d[3] - origin) * 1e3, (d[4] - origin) * 1e3, (d[5] - origin) * 1e3, sim_start * 1e3, sim_end * 1e3);
+    }
+  }
+  std::fclose(out);
 }
 
 struct result {
@@ -338,6 +405,9 @@ struct result {
   double simulated{0}, measured{0}, best{0};
   double late{0};  // mean time an op ran past its cost (late wake-ups), over all ranks' measured ops
   double t_ring{0};  // the measured all-reduce time used as T_ring (data parallelism)
+  int ring{0};       // its group's ranks n (D, or 2D for two replicas)
+  double reduced{0}, hidden{0};  // simulated: reductions' time summed over stages, the part behind compute
+  double exposed{0};  // measured: the longest wait for the reductions after a rank's last op (median over steps)
 };
 
 }  // namespace
@@ -346,7 +416,7 @@ int main(int argc, char** argv) {
   int provided = 0;
   MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided);
   int code = 0;
-  MPI_Comm pipeline = MPI_COMM_NULL, group = MPI_COMM_NULL;
+  MPI_Comm pipeline = MPI_COMM_NULL;
   {
     Kokkos::ScopeGuard kokkos(argc, argv);
     int rank = 0, world = 0;
@@ -361,14 +431,14 @@ int main(int argc, char** argv) {
       usage_error(rank, "--data-parallel " + std::to_string(dp_groups) + " must divide the number of ranks (" +
                             std::to_string(world) + ")");
     const int p = world / dp_groups;
-    // Pipelines of p adjacent world ranks; data-parallel groups of the ranks with the same
-    // pipeline rank.
+    // Pipelines of p adjacent world ranks (the process grid's order, whose stage groups sum the
+    // gradients).
     MPI_Comm_split(MPI_COMM_WORLD, rank / p, rank, &pipeline);
-    MPI_Comm_split(MPI_COMM_WORLD, rank % p, rank, &group);
+    std::optional<stretto::mpi::process_grid> grid;
+    if (dp_groups > 1) grid.emplace(MPI_COMM_WORLD, p);
     const int world_rank = rank;
     MPI_Comm_rank(pipeline, &rank);
     const bool report = world_rank == 0;
-    if (dp_groups > 1) reduction.group = group;
     const std::int32_t m = o.microbatches > 0 ? o.microbatches : 2 * p;
     try {
       std::vector<std::string> names = o.schedules;
@@ -386,7 +456,7 @@ int main(int argc, char** argv) {
                     "  \"t_f_ms\": %g,\n  \"t_b_ms\": %g,\n  \"t_w_ms\": %g,\n  \"mode\": \"%s\",\n  \"steps\": %d,\n"
                     "  \"statistic\": \"median\",\n  \"progress\": \"%s\",\n  \"oversubscribed\": %s,\n  \"runs\": [",
                     p, dp_groups, dp_groups > 1 ? o.gradient_bytes : std::size_t{0}, m, o.t_f * 1e3, o.t_b * 1e3,
-                    o.t_w * 1e3, o.spin ? "spin" : "sleep", o.steps,
+                    o.t_w * 1e3, cpu_time ? "cpu" : o.spin ? "spin" : "sleep", o.steps,
                     threaded ? "thread" : "poll", oversubscribed ? "true" : "false");
       bool first_size = true;
       for (const std::size_t bytes : o.bytes) {
@@ -413,30 +483,60 @@ int main(int argc, char** argv) {
           model.first_input = emulated_model::matrix_type("input", 1, bytes / 8);
           stretto::mpi::communicator comm(pipeline, shape, comm_options(o));
           stretto::kokkos::executor exec(plan, model, comm);
+          std::optional<stretto::mpi::gradient_reduction> reduction;
+          reduction_observer observer;
+          std::vector<std::vector<double>> gradients;
           if (dp_groups > 1) {
-            // T_ring measured now, with the communicator (and its progress thread) running as in
-            // the steps; simulated as the latency term alone: 2(d − 1)·α = T_ring.
-            r.t_ring = measure_allreduce(group, o.gradient_bytes);
-            const stretto::sim::data_parallel dp{dp_groups, {static_cast<double>(o.gradient_bytes)},
-                                                 r.t_ring / (2.0 * (dp_groups - 1)), 0.0};
-            r.simulated = stretto::sim::simulate_data_parallel(plan, costs, dp).step_time;
+            reduction.emplace(*grid, plan);
+            observer.reduction = &*reduction;
+            exec.add_observer(observer);
+            gradients.resize(static_cast<std::size_t>(plan.num_stages()));
+            for (const std::int32_t s : reduction->local_stages())
+              gradients[static_cast<std::size_t>(s)].assign(o.gradient_bytes / 8, 1.0);
+            // α calibrated now, with the communicator (and its progress thread) running as in
+            // the steps; simulated as the latency term alone: 2(n − 1)·α = the measured T.
+            const ring_calibration ring = measure_allreduce(grid->stage_groups(plan), o.gradient_bytes);
+            r.t_ring = ring.t_ring;
+            r.ring = ring.members;
+            const stretto::sim::data_parallel dp{dp_groups, {static_cast<double>(o.gradient_bytes)}, ring.latency, 0.0};
+            const auto sim = stretto::sim::simulate_data_parallel(plan, costs, dp);
+            r.simulated = sim.step_time;
+            r.reduced = sim.reduction_time;
+            double exposed = 0.0;
+            for (const auto& red : sim.reductions) exposed += red.exposed;
+            r.hidden = sim.reduction_time - exposed;
           } else {
             r.simulated = stretto::sim::simulate(plan, costs).metrics.span;
           }
           std::vector<double> spans;
+          std::vector<double> waits;  // the longest wait for the reductions, per measured step
           double late[2] = {0.0, 0.0};  // this rank's late time and op count over the measured steps
           for (int step = 0; step <= o.steps; ++step) {
             MPI_Barrier(MPI_COMM_WORLD);
             late_total = 0.0;
             emulated_ops = 0;
-            reduction.reset(shape.num_stages(), m, o.gradient_bytes);
-            (void)exec.run_step();
-            const auto end = reduction.finish(last_end);
+            if (reduction) reduction->begin_step([&](std::int32_t s) { return std::span(gradients[static_cast<std::size_t>(s)]); });
+            // A common origin (steady_clock is one clock for every process of a node) for --trace.
+            const auto& record = exec.run_step(clock_type::time_point{});
+            auto end = last_end;
+            double waited = 0.0;
+            if (reduction) {
+              // Ended with the last op unless the wait blocked (a wait that finds every reduction
+              // done returns within microseconds).
+              reduction->wait();
+              waited = reduction->exposed_seconds();
+              if (waited > 50e-6) end = std::max(end, clock_type::now());
+            }
+            if (!o.trace.empty() && step == o.steps)
+              write_trace(o.trace, pipeline, report, r.name, bytes, record, stretto::sim::simulate(plan, costs));
             const double mine = emulated_ops > 0 ? std::chrono::duration<double>(end - first_start).count() : 0.0;
             double span = 0.0;
             MPI_Allreduce(&mine, &span, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+            double longest_wait = 0.0;
+            MPI_Allreduce(&waited, &longest_wait, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
             if (step > 0) {  // step 0 warms up
               spans.push_back(span);
+              waits.push_back(longest_wait);
               late[0] += late_total;
               late[1] += static_cast<double>(emulated_ops);
             }
@@ -446,6 +546,7 @@ int main(int argc, char** argv) {
           r.late = late_sum[1] > 0 ? late_sum[0] / late_sum[1] : 0.0;
           r.measured = median(spans);
           r.best = *std::min_element(spans.begin(), spans.end());
+          r.exposed = median(waits);
           results.push_back(r);
         }
         if (!report) continue;
@@ -480,31 +581,37 @@ int main(int argc, char** argv) {
             if (!r.skipped.empty())
               std::printf("%s\n       {\"name\": \"%s\", \"chunks\": %d, \"skipped\": \"%s\"}", i ? "," : "", r.name.c_str(), r.chunks, r.skipped.c_str());
             else
-              std::printf("%s\n       {\"name\": \"%s\", \"chunks\": %d, \"simulated_ms\": %.3f, \"measured_ms\": %.3f, \"best_ms\": %.3f, \"ratio\": %.4f, \"op_late_ms\": %.4f, \"allreduce_ms\": %.4f}",
+              std::printf("%s\n       {\"name\": \"%s\", \"chunks\": %d, \"simulated_ms\": %.3f, \"measured_ms\": %.3f, \"best_ms\": %.3f, \"ratio\": %.4f, \"op_late_ms\": %.4f, \"allreduce_ms\": %.4f, "
+                          "\"allreduce_ranks\": %d, \"reduction_sim_ms\": %.3f, \"hidden_sim_ms\": %.3f, \"exposed_measured_ms\": %.3f}",
                           i ? "," : "", r.name.c_str(), r.chunks, r.simulated * 1e3, r.measured * 1e3, r.best * 1e3,
-                          r.measured / r.simulated, r.late * 1e3, r.t_ring * 1e3);
+                          r.measured / r.simulated, r.late * 1e3, r.t_ring * 1e3, r.ring, r.reduced * 1e3, r.hidden * 1e3,
+                          r.exposed * 1e3);
           }
           std::printf("]}");
         } else {
           std::printf("p = %d, m = %d, T_F/T_B/T_W = %g/%g/%g ms, %s, messages %zu B, message delay %.3f ms (%s), "
                       "progress: %s%s; span = median of %d steps after a warm-up\n",
-                      p, m, o.t_f * 1e3, o.t_b * 1e3, o.t_w * 1e3, o.spin ? "spin" : "sleep", bytes, delay * 1e3,
+                      p, m, o.t_f * 1e3, o.t_b * 1e3, o.t_w * 1e3, cpu_time ? "cpu" : o.spin ? "spin" : "sleep", bytes, delay * 1e3,
                       o.comm_delay >= 0 ? "given" : "measured", threaded ? "thread" : "poll",
                       oversubscribed ? ", oversubscribed" : "", o.steps);
           if (dp_groups > 1)
             std::printf("data parallel: %d pipelines x %d ranks; each stage all-reduces %zu B after its last W/BW "
-                        "(over %d ranks; T_ring [ms] measured per schedule before its steps); step = last op or "
-                        "reduction\n",
-                        dp_groups, p, o.gradient_bytes, dp_groups);
+                        "over its n holders (T_ring: measured per schedule before its steps); step = last op or "
+                        "reduction; reductions simulated: their time summed over stages and the part hidden behind "
+                        "compute; exposed: the longest measured wait for them after a rank's last op\n",
+                        dp_groups, p, o.gradient_bytes);
           std::printf("%-18s %3s %14s %14s %12s %7s %13s%s\n", "schedule", "v", "simulated [ms]", "measured [ms]", "best [ms]",
-                      "ratio", "op late [ms]", dp_groups > 1 ? "   T_ring [ms]" : "");
+                      "ratio", "op late [ms]", dp_groups > 1 ? "   T_ring [ms]   n   reductions/hidden [ms]   exposed [ms]" : "");
           for (const auto& r : results) {
-            if (!r.skipped.empty())
+            if (!r.skipped.empty()) {
               std::printf("%-18s %3d   skipped: %s\n", r.name.c_str(), r.chunks, r.skipped.c_str());
-            else
-              std::printf("%-18s %3d %14.2f %14.2f %12.2f %7.3f %13.3f", r.name.c_str(), r.chunks, r.simulated * 1e3,
-                          r.measured * 1e3, r.best * 1e3, r.measured / r.simulated, r.late * 1e3);
-            if (dp_groups > 1) std::printf(" %13.2f", r.t_ring * 1e3);
+              continue;
+            }
+            std::printf("%-18s %3d %14.2f %14.2f %12.2f %7.3f %13.3f", r.name.c_str(), r.chunks, r.simulated * 1e3,
+                        r.measured * 1e3, r.best * 1e3, r.measured / r.simulated, r.late * 1e3);
+            if (dp_groups > 1)
+              std::printf(" %13.2f %3d %11.2f/%-11.2f %13.2f", r.t_ring * 1e3, r.ring, r.reduced * 1e3, r.hidden * 1e3,
+                          r.exposed * 1e3);
             std::printf("\n");
           }
           std::printf("worst measured/simulated: %.3f; ranking: %s (%zu pairs the simulator orders by > 1 %%)\n", worst,
@@ -527,7 +634,6 @@ int main(int argc, char** argv) {
   }
   if (code != 0) MPI_Abort(MPI_COMM_WORLD, code);
   if (pipeline != MPI_COMM_NULL) MPI_Comm_free(&pipeline);
-  if (group != MPI_COMM_NULL) MPI_Comm_free(&group);
   MPI_Finalize();
   return code;
 }

@@ -80,7 +80,9 @@ inline std::string seconds_text(double seconds) {
 }
 
 /// Tests `request` until it completes or `timeout` passes, pausing between tests (1 µs, doubling
-/// up to 1 ms); returns false on timeout (the request is then still pending).
+/// up to 50 µs); returns false on timeout (the request is then still pending). A collective of
+/// large messages moves one handshake per test (Open MPI progresses it only inside MPI calls):
+/// pauses of 1 ms made a 1 MiB all-reduce between two ranks take 45-70 ms instead of 2-10.
 inline bool wait_bounded(MPI_Request& request, std::chrono::duration<double> timeout) {
   using clock = std::chrono::steady_clock;
   const auto deadline = clock::now() + std::chrono::duration_cast<clock::duration>(timeout);
@@ -91,7 +93,7 @@ inline bool wait_bounded(MPI_Request& request, std::chrono::duration<double> tim
     if (done) return true;
     if (clock::now() > deadline) return false;
     std::this_thread::sleep_for(pause);
-    pause = std::min<std::chrono::microseconds>(std::chrono::milliseconds(1), pause * 2);
+    pause = std::min<std::chrono::microseconds>(std::chrono::microseconds(50), pause * 2);
   }
 }
 

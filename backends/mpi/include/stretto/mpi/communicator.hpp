@@ -238,9 +238,10 @@ class communicator {
     max_outstanding_ = 4 * static_cast<std::size_t>(shape.num_chunks) * static_cast<std::size_t>(shape.num_microbatches) + 8;
     active_.reserve(max_outstanding_);
     spare_states_.reserve(max_outstanding_);
-    // The states too, so that no step allocates one when its messages' timing sets a new high of
-    // requests outstanding at once (a slow receiver leaves more sends in flight).
-    while (spare_states_.size() < max_outstanding_) spare_states_.push_back(std::make_unique<detail::pending_message>());
+    // Made up front: how many are outstanding at once depends on when messages complete (a slow
+    // receiver leaves more sends in flight), so growing on demand would allocate in whichever step
+    // first ran late.
+    for (std::size_t i = 0; i < max_outstanding_; ++i) spare_states_.push_back(std::make_unique<detail::pending_message>());
     // Bounded like every wait: a rank that never arrives is reported after `setup_timeout`.
     const collective_options bounded{setup, options_.on_timeout};
     comm_ = duplicate(comm, bounded, "constructing stretto::mpi::communicator");
@@ -332,9 +333,19 @@ class communicator {
 
   /** @brief Returns whether `q` has completed (checking a received message's size); never blocks. */
   bool test(request& q) {
+    // With a progress thread the caller makes no MPI call here (unless it spins in `wait`, when
+    // the thread stands aside): the thread completes the request, and a caller that polled
+    // between its ops would wait for the thread's lock and do the thread's copying on its own
+    // critical path.
+    return test(q, !threaded_ || spinning_waiters_.load(std::memory_order_relaxed) > 0);
+  }
+
+ private:
+  // `test`, polling MPI when `poll` is set.
+  bool test(request& q, bool poll) {
     if (!q.state_) return true;
     detail::pending_message& m = *q.state_;
-    if (!m.done.load(std::memory_order_acquire)) {
+    if (!m.done.load(std::memory_order_acquire) && poll) {
       std::unique_lock lock(mutex_, std::defer_lock);
       if (threaded_) lock.lock();
       if (!m.done.load(std::memory_order_relaxed)) poll_one(m);
@@ -346,6 +357,7 @@ class communicator {
     return true;
   }
 
+ public:
   /**
   @brief Blocks until `q` completes. `waiting` is the op that needs it, for the diagnostic.
 
@@ -367,7 +379,7 @@ class communicator {
     // Block: a few microseconds of polling (a message already on its way), then sleep.
     const auto spin_until = clock::now() + std::chrono::microseconds(5);
     while (clock::now() < spin_until)
-      if (test(q)) return;
+      if (test(q, true)) return;
     if (threaded_) {
       {
         std::unique_lock lock(mutex_);
@@ -467,12 +479,10 @@ class communicator {
   }
 
   // The states of completed requests are kept for the next ones, so that a step in steady state
-  // allocates nothing (a pipeline posts the same messages every step). Both ends take the mutex:
-  // the progress thread marks a request done and drops it from `active_` in one locked section,
-  // so a state is reset only once the thread is finished with it.
+  // allocates nothing (a pipeline posts the same messages every step). Only the caller's thread
+  // touches `spare_states_`, without the lock: the progress thread drops a request from
+  // `active_` before it marks it done, so a state seen done is no longer the thread's.
   std::unique_ptr<detail::pending_message> acquire_state() {
-    std::unique_lock lock(mutex_, std::defer_lock);
-    if (threaded_) lock.lock();
     if (spare_states_.empty()) return std::make_unique<detail::pending_message>();
     std::unique_ptr<detail::pending_message> state = std::move(spare_states_.back());
     spare_states_.pop_back();
@@ -488,8 +498,6 @@ class communicator {
   }
 
   void recycle(std::unique_ptr<detail::pending_message>& state) {
-    std::unique_lock lock(mutex_, std::defer_lock);
-    if (threaded_) lock.lock();
     spare_states_.push_back(std::move(state));
   }
 
@@ -597,6 +605,8 @@ class communicator {
     std::vector<MPI_Request> handles;
     std::vector<int> indices;
     std::vector<MPI_Status> statuses;
+    std::vector<detail::pending_message*> finished;
+    finished.reserve(max_outstanding_);
     handles.reserve(max_outstanding_);
     indices.reserve(max_outstanding_);
     statuses.reserve(max_outstanding_);
@@ -648,14 +658,17 @@ class communicator {
       int completed = 0;
       MPI_Testsome(n, handles.data(), &completed, indices.data(), statuses.data());
       if (completed == MPI_UNDEFINED) completed = 0;
+      // Dropped from `active_` first, marked done last: from then on the caller owns the state.
+      finished.clear();
       for (int i = 0; i < completed; ++i) {
         detail::pending_message* m = active_[static_cast<std::size_t>(indices[static_cast<std::size_t>(i)])];
         m->handle = MPI_REQUEST_NULL;
         m->status = statuses[static_cast<std::size_t>(i)];
-        m->done.store(true, std::memory_order_release);
+        finished.push_back(m);
       }
       if (completed > 0) {
-        std::erase_if(active_, [](const detail::pending_message* m) { return m->done.load(std::memory_order_relaxed); });
+        std::erase_if(active_, [](const detail::pending_message* m) { return m->handle == MPI_REQUEST_NULL && !m->probing; });
+        for (detail::pending_message* m : finished) m->done.store(true, std::memory_order_release);
         done_cv_.notify_all();
       }
       // Hot again after any event, and all the while a matched transfer is under way.
