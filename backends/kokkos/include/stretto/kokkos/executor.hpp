@@ -61,7 +61,8 @@ with who calls what on which rank, the lifetimes and the optimizer rule: docs/st
 
 Optionally `model.backward(s, mb, dy, dx)` runs a fused BW; without it BW is B then W. For
 `executor::run_forward_only`, `model.output(mb, y)` receives the last stage's output instead of
-`loss`.
+`loss`. Optionally `model.compute_space()` returns the execution-space instance its kernels run on
+(a stream on a GPU), the one the executor fences (see `executor`, "Messages on a device").
 
 **Lifetimes.** The views given to `forward`, `loss` and `backward_input` are handles on buffers
 of the executor's `buffer_pool`. A model may keep them as long as it likes: the pool hands a
