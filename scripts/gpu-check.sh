@@ -3,16 +3,18 @@
 # scripts/test-cuda-build.sh (nothing is downloaded or built here). Under 5 minutes.
 #
 #   scripts/gpu-check.sh [--build-dir build-cuda] [--report FILE] [--ranks P] [--steps N]
-#                        [--data DIR] [--no-device]
+#                        [--data DIR] [--cpu-build build] [--no-device]
 #
 # With a device it
 #   1. prints the device (nvidia-smi);
 #   2. checks the build: every binary below is there, links (ldd finds its libraries) and holds
 #      device code for the build's arch (the .nv_fatbin section read by this script);
-#   3. runs the device tests (ctest label gpu: the executor and gradient-equivalence tests of the
-#      build, whose views live in the device's memory space);
+#   3. runs the device tests (ctest label gpu: the gradient-equivalence and message-staging tests
+#      of the build, whose views live in the device's memory space);
 #   4. runs the Fashion-MNIST demo for N steps (default 200) on P ranks (default 2) sharing the
-#      device, through mpirun;
+#      device, through mpirun, with --exact-loss; when a CPU build of the demo is there too
+#      (--cpu-build, default build/, carried with build-cuda/), runs it with the same options and
+#      checks that the device's loss sum equals the CPU's to 1e-12 (relative, double);
 #   5. runs the emulated-time benchmark (bench/mpi/emulated_pipeline) on P ranks;
 # and writes a JSON report (default <build>/gpu-check.json): the device, each check's outcome and
 # time, the demo's samples/s and accuracy, and the benchmark's measured vs simulated spans.
@@ -28,6 +30,7 @@ report=
 ranks=2
 steps=200
 data=/usr/share/datasets/fashion-mnist
+cpu_build=build
 force_no_device=0
 while (($#)); do
   case $1 in
@@ -36,6 +39,7 @@ while (($#)); do
     --ranks) ranks=$2; shift 2 ;;
     --steps) steps=$2; shift 2 ;;
     --data) data=$2; shift 2 ;;
+    --cpu-build) cpu_build=$2; shift 2 ;;
     --no-device) force_no_device=1; shift ;;
     -h|--help) sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "gpu-check: unknown argument '$1' (see --help)" >&2; exit 2 ;;
@@ -99,7 +103,7 @@ fatbin_archs() {
   rm -f "$tmp"
 }
 
-binaries=(stretto.test.mpi.pipeline stretto.test.kokkos stretto.example.fashion_mnist stretto.bench.emulated_pipeline)
+binaries=(stretto.test.mpi.pipeline stretto.test.mpi.staging stretto.test.kokkos stretto.example.fashion_mnist stretto.bench.emulated_pipeline)
 declare -A path_of=()
 if [[ ! -f $build/CMakeCache.txt ]]; then
   record build failed "no build in $build (run scripts/test-cuda-build.sh first)"
@@ -142,9 +146,29 @@ if [[ $device != none ]]; then
     ctest --test-dir "$build" -L gpu --output-on-failure --timeout 200
   if [[ -n ${path_of[stretto.example.fashion_mnist]:-} && -d $data ]]; then
     batch=128
+    demo_args=(--data "$data" --batch-size $batch --train-samples $((steps * batch)) --epochs 1 --exact-loss)
     run_timed "demo, $steps steps on $ranks ranks" "$build/gpu-check.demo.log" \
-      mpirun -n "$ranks" --oversubscribe "${path_of[stretto.example.fashion_mnist]}" --data "$data" \
-        --batch-size $batch --train-samples $((steps * batch)) --epochs 1
+      mpirun -n "$ranks" --oversubscribe "${path_of[stretto.example.fashion_mnist]}" "${demo_args[@]}"
+    # The same run on the CPU (Serial Kokkos): the loss sums must agree to 1e-12 (relative).
+    cpu_demo=$(find "$cpu_build" -type f -name stretto.example.fashion_mnist -perm -u+x -print -quit 2>/dev/null)
+    if [[ -n $cpu_demo ]]; then
+      run_timed "demo on the CPU, same options" "$build/gpu-check.demo-cpu.log" \
+        mpirun -n "$ranks" --oversubscribe "$cpu_demo" "${demo_args[@]}"
+      dev_sum=$(sed -n 's/^epoch 1\/1  loss sum //p' "$build/gpu-check.demo.log" | head -n 1)
+      cpu_sum=$(sed -n 's/^epoch 1\/1  loss sum //p' "$build/gpu-check.demo-cpu.log" | head -n 1)
+      if [[ -n $dev_sum && -n $cpu_sum ]]; then
+        dev_dec=$(printf '%.17g' "$dev_sum"); cpu_dec=$(printf '%.17g' "$cpu_sum")  # hexadecimal floats
+        if awk -v d="$dev_dec" -v c="$cpu_dec" 'BEGIN { r = d - c; if (r < 0) r = -r; a = c < 0 ? -c : c; exit !(r <= 1e-12 * a) }'; then
+          record "demo loss, device vs CPU" ok "device $dev_dec, CPU $cpu_dec"
+        else
+          record "demo loss, device vs CPU" failed "device $dev_dec, CPU $cpu_dec: differ by more than 1e-12 (relative)"
+        fi
+      else
+        record "demo loss, device vs CPU" failed "no 'loss sum' line in the device's or the CPU's log"
+      fi
+    else
+      record "demo loss, device vs CPU" skipped "no CPU build of the demo in $cpu_build (--cpu-build DIR)"
+    fi
     line=$(grep -m 1 '^epoch 1/' "$build/gpu-check.demo.log")
     if [[ -n $line ]]; then
       demo_json=$(awk '{ for (i = 1; i <= NF; i++) { if ($i == "loss") l = $(i + 1); if ($i == "accuracy") a = $(i + 1);

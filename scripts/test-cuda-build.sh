@@ -7,8 +7,8 @@
 # 1. scripts/build-kokkos-cuda.sh: Kokkos and Kokkos Kernels with CUDA from Debian's sources
 #    (cached in its prefix: a second run takes a second);
 # 2. configures build-cuda/ with that Kokkos's nvcc_wrapper as the C++ compiler (C++20) and
-#    builds what runs on a device in scripts/gpu-check.sh: the executor's MPI gradient test, the
-#    Kokkos tests, the demo, the step-API example (the training layer) and the emulated-time
+#    builds what runs on a device in scripts/gpu-check.sh: the executor's MPI gradient and
+#    message-staging tests, the Kokkos tests, the demo, the step-API example (the training layer) and the emulated-time
 #    benchmark. nvcc compiles every file as CUDA, several times slower than g++, so the CI builds
 #    only these (CI time); --all builds every test, example and tool too (the compile-time
 #    schedule tests, the other MPI suites, the compile-fail twins, stretto-plan, the fuzz
@@ -52,7 +52,7 @@ cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
 if ((all)); then
   pattern='^stretto\.(test|example|compile_fail|fuzz_replay|bench\.emulated_pipeline|bench\.mpi_pingpong)|^stretto-plan$'
 else
-  pattern='^stretto\.(test\.(mpi\.pipeline|kokkos)|example\.(fashion_mnist|step_api)|bench\.emulated_pipeline)$'
+  pattern='^stretto\.(test\.(mpi\.(pipeline|staging)|kokkos)|example\.(fashion_mnist|step_api)|bench\.emulated_pipeline)$'
 fi
 targets=$(cmake --build "$build" --target help | sed -n 's/^\([^ :]*\): .*/\1/p' | grep -E "$pattern" |
   grep -v -E '^stretto\.compile_fail\.[^.]*$' || true)  # compile-fail cases fail by design; their twins build

@@ -53,6 +53,7 @@
 #include <stretto/mpi/agreement.hpp>
 #include <stretto/mpi/collectives.hpp>
 #include <stretto/mpi/communicator.hpp>
+#include <stretto/training/device.hpp>
 #include <stretto/training/pipeline.hpp>
 #include <stretto/io/chrome_trace.hpp>
 #include <stretto/io/svg.hpp>
@@ -678,7 +679,7 @@ int main(int argc, char** argv) {
       stretto::mpi::require_agreement(MPI_COMM_WORLD, option_fields(opt, error), bounded, "fashion_mnist");
   }
   if (error.empty()) {
-    Kokkos::ScopeGuard kokkos(argc, argv);
+    stretto::training::device_scope kokkos(argc, argv, MPI_COMM_WORLD);  // Kokkos, on the local rank's device
     // An error every rank detects identically (options, shapes) is a usage error, printed once;
     // any other, or any after the ranks have started, is reported by its rank and ends the job.
     rc = stretto::mpi::run_or_abort(

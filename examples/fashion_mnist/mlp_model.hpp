@@ -42,10 +42,11 @@ comparable bit for bit up to summation order.
 
 namespace stretto::examples {
 
-template <class Scalar = double>
+template <class Scalar = double, class ExecutionSpace = Kokkos::DefaultExecutionSpace>
 class mlp_model {
  public:
-  using matrix_type = stretto::kokkos::matrix<Scalar>;
+  using execution_space = ExecutionSpace;
+  using matrix_type = stretto::kokkos::matrix<Scalar, typename ExecutionSpace::memory_space>;
   using vector_type = Kokkos::View<Scalar*, typename matrix_type::memory_space>;
   using label_view = Kokkos::View<std::int32_t*, typename matrix_type::memory_space>;
 
@@ -98,6 +99,17 @@ class mlp_model {
   }
 
   std::int32_t num_layers() const noexcept { return static_cast<std::int32_t>(layers_.size()); }
+
+  /**
+  @brief The execution-space instance the model's kernels (bias, ReLU, loss, optimizer) run on;
+  the executor fences it and queues received inputs' copies on it. The default instance unless
+  `set_compute_space` chose another (e.g. a `stretto::kokkos::execution_instance`'s stream).
+  GEMMs go through `KokkosBlas::gemm`, which in Kokkos Kernels 3.4 takes no instance: on a GPU
+  they run on the default stream, which a blocking stream stays ordered with.
+  */
+  const ExecutionSpace& compute_space() const noexcept { return space_; }
+  /** @brief Runs the kernels on `space` from now on. @pre set before the executor is made; `space` outlives the model's use. */
+  void set_compute_space(ExecutionSpace space) { space_ = std::move(space); }
   /** @brief The first layer of stage `s`; `first_layer(S)` is the number of layers. */
   std::int32_t first_layer(std::int32_t s) const noexcept { return boundaries_[static_cast<std::size_t>(s)]; }
 
@@ -169,7 +181,7 @@ class mlp_model {
     const auto classes = static_cast<std::int64_t>(logits.extent(1));
     double total = 0.0;
     Kokkos::parallel_reduce(
-        "mlp::softmax_cross_entropy", logits.extent(0),
+        "mlp::softmax_cross_entropy", range(logits.extent(0)),
         KOKKOS_LAMBDA(const std::size_t i, double& sum) {
           Scalar top = logits(i, 0);
           for (std::int64_t c = 1; c < classes; ++c) top = logits(i, c) > top ? logits(i, c) : top;
@@ -196,7 +208,7 @@ class mlp_model {
     const auto classes = static_cast<std::int64_t>(logits.extent(1));
     std::int64_t correct = 0;
     Kokkos::parallel_reduce(
-        "mlp::accuracy", logits.extent(0),
+        "mlp::accuracy", range(logits.extent(0)),
         KOKKOS_LAMBDA(const std::size_t i, std::int64_t& hits) {
           std::int64_t arg = 0;
           for (std::int64_t c = 1; c < classes; ++c)
@@ -231,7 +243,7 @@ class mlp_model {
         dz = reuse(state.dz_store[k], "mlp::dz", g.extent(0), static_cast<std::int64_t>(g.extent(1)));
         const matrix_type y = state.acts[k + 1];
         Kokkos::parallel_for(
-            "mlp::relu_backward", Kokkos::MDRangePolicy<Kokkos::Rank<2>>({0, 0}, {g.extent(0), g.extent(1)}),
+            "mlp::relu_backward", Kokkos::MDRangePolicy<ExecutionSpace, Kokkos::Rank<2>>(space_, {0, 0}, {g.extent(0), g.extent(1)}),
             KOKKOS_LAMBDA(const std::size_t i, const std::size_t j) { dz(i, j) = y(i, j) > 0 ? g(i, j) : Scalar(0); });
       }
       state.dz[k] = dz;
@@ -266,7 +278,7 @@ class mlp_model {
       const vector_type db = ly.bias_grad;
       const auto rows = static_cast<std::int64_t>(dz.extent(0));
       Kokkos::parallel_for(
-          "mlp::bias_grad", dz.extent(1), KOKKOS_LAMBDA(const std::size_t j) {
+          "mlp::bias_grad", range(dz.extent(1)), KOKKOS_LAMBDA(const std::size_t j) {
             Scalar sum = 0;
             for (std::int64_t i = 0; i < rows; ++i) sum += dz(i, j);
             db(j) += sum;
@@ -514,6 +526,8 @@ class mlp_model {
     if (slot.extent(0) != rows || static_cast<std::int64_t>(slot.extent(1)) != cols) slot = allocate(label, rows, cols);
     return slot;
   }
+  // [0, n) on the model's instance.
+  Kokkos::RangePolicy<ExecutionSpace> range(std::size_t n) const { return Kokkos::RangePolicy<ExecutionSpace>(space_, 0, n); }
   static std::size_t bytes_of(const matrix_type& m) noexcept { return m.span() * sizeof(Scalar); }
   void sample_memory() {
     if (!executor_bytes_ || !training_) return;
@@ -598,7 +612,7 @@ class mlp_model {
     const vector_type b = ly.bias;
     const bool relu = has_relu(l);
     Kokkos::parallel_for(
-        "mlp::bias_relu", Kokkos::MDRangePolicy<Kokkos::Rank<2>>({0, 0}, {y.extent(0), y.extent(1)}),
+        "mlp::bias_relu", Kokkos::MDRangePolicy<ExecutionSpace, Kokkos::Rank<2>>(space_, {0, 0}, {y.extent(0), y.extent(1)}),
         KOKKOS_LAMBDA(const std::size_t i, const std::size_t j) {
           const Scalar z = y(i, j) + b(j);
           y(i, j) = relu && z < 0 ? Scalar(0) : z;
@@ -606,12 +620,12 @@ class mlp_model {
   }
 
   template <class View>
-  static void update(const View& param, const View& grad, const View& velocity, Scalar lr, Scalar mu) {
+  void update(const View& param, const View& grad, const View& velocity, Scalar lr, Scalar mu) {
     const auto p = param;
     const auto g = grad;
     const auto v = velocity;
     Kokkos::parallel_for(
-        "mlp::sgd_momentum", p.size(), KOKKOS_LAMBDA(const std::size_t i) {
+        "mlp::sgd_momentum", range(p.size()), KOKKOS_LAMBDA(const std::size_t i) {
           Scalar* pp = p.data();
           Scalar* gg = g.data();
           Scalar* vv = v.data();
@@ -622,6 +636,7 @@ class mlp_model {
   }
 
  private:
+  ExecutionSpace space_{};  // where the kernels run (see compute_space)
   std::vector<std::int64_t> widths_;
   std::int32_t num_stages_;
   std::vector<std::int32_t> boundaries_;  // stage s holds layers [boundaries_[s], boundaries_[s+1])

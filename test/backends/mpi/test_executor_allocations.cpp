@@ -181,6 +181,19 @@ TEST_CASE("mpi.allocations.none_after_the_first_step" * doctest::timeout(120)) {
     CHECK(exec.pool().size() == 3 * static_cast<std::size_t>(states[static_cast<std::size_t>(rank)]) + 4 + 2);
     CHECK(exec.pool().in_use() == 0);  // every buffer back in the pool after the step
     MPI_Barrier(MPI_COMM_WORLD);
+    {  // messages through host staging buffers (a GPU's path without a device-aware MPI): none either
+      stretto::kokkos::executor_options staged;
+      staged.messages = stretto::kokkos::message_path::staged;
+      staged.fence_every_op = false;
+      stretto::mpi::communicator staged_comm(MPI_COMM_WORLD, shape);
+      stretto::kokkos::executor staged_exec(plan, model, staged_comm, staged);
+      REQUIRE(staged_exec.stages_messages());
+      const counts cs = count_steady_steps(staged_exec, 5);
+      CHECK(cs.heap == 0);
+      CHECK(cs.views == 0);
+      CHECK(staged_exec.pool().in_use() == 0);
+      MPI_Barrier(MPI_COMM_WORLD);
+    }
   }
   CHECK(ran == (p % 2 == 0 ? 4 : 2));
 }

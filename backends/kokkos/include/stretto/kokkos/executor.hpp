@@ -29,6 +29,8 @@ functions on `Kokkos::View`s and moving activations and gradients through a `str
 #include <stretto/sim/simulator.hpp>
 #include <stretto/sim/timeline.hpp>
 
+#include <stretto/kokkos/execution_instance.hpp>
+
 namespace stretto::kokkos {
 
 /**
@@ -60,7 +62,8 @@ with who calls what on which rank, the lifetimes and the optimizer rule: docs/st
 
 Optionally `model.backward(s, mb, dy, dx)` runs a fused BW; without it BW is B then W. For
 `executor::run_forward_only`, `model.output(mb, y)` receives the last stage's output instead of
-`loss`.
+`loss`. Optionally `model.compute_space()` returns the execution-space instance its kernels run on
+(a stream on a GPU), the one the executor fences (see `executor`, "Messages on a device").
 
 **Lifetimes.** The views given to `forward`, `loss` and `backward_input` are handles on buffers
 of the executor's `buffer_pool`. A model may keep them as long as it likes: the pool hands a
@@ -146,12 +149,28 @@ concept stage_model = stage_model_matrix_type<M> && stage_model_sizes<M> && stag
                       stage_model_forward<M> && stage_model_loss<M> && stage_model_backward_input<M> &&
                       stage_model_backward_weight<M>;
 
+/** @brief How an `executor` hands messages to its transport (`executor_options::messages`). */
+enum class message_path : std::uint8_t {
+  automatic,  ///< `direct` when the views are host-accessible or the transport reads device memory (`comm.device_aware()`), else `staged`
+  staged,     ///< through host staging buffers (pinned on a GPU), copied on their own instance; also on a host backend (tests)
+  direct,     ///< the views' own pointers, also in device memory: the transport must read it (a CUDA- or ROCm-aware MPI)
+};
+
 /** @brief Options of an `executor`. */
 struct executor_options {
   /// Receives are posted this many ops ahead of the op that needs them (at least the op itself),
   /// so that a message can land while the rank computes, while the number of receive buffers
   /// stays bounded independently of m.
   std::int32_t receive_lookahead{4};
+  /// How messages reach the transport when the views live in memory the host cannot read (a GPU's);
+  /// see `executor`, "Messages on a device".
+  message_path messages{message_path::automatic};
+  /// Fence the compute instance after every op (true, the default): each op's `compute_end` is
+  /// when its kernels have finished, and observers see its results. false: fence only where a
+  /// dependency needs it (before an op's output leaves the rank, and at the step's end), so that
+  /// a GPU queues op after op; then, on an asynchronous execution space, `compute_end` of an op
+  /// that sends nothing is when its kernels were queued. The same on a host backend either way.
+  bool fence_every_op{true};
 };
 
 /**
@@ -162,7 +181,9 @@ struct executor_options {
   another rank; an input that is local or none is there at once, so then `compute_begin` follows
   within the executor's overhead);
 - `compute_begin`, `compute_end`: the stage function's call, from the moment its input is there
-  to the end of the `Kokkos::fence` after it (its output's send is posted inside);
+  to the end of the fence of the compute instance after it (its output's send is posted inside;
+  with `executor_options::fence_every_op` false, on an asynchronous execution space, an op
+  that sends nothing ends when its kernels were queued);
 - `send_complete`: when the executor saw the send of the op's output complete (it tests pending
   sends after every op and waits for the rest at the step's end, so this is an upper bound);
   `compute_end` for ops that send nothing to another rank (W, a local hand-over, the loss).
@@ -365,8 +386,20 @@ its messages at its end (see `stage_model`), as the simulator prices it.
 `buffer_pool` (`pool()`); after the first step of a shape, a step allocates nothing (see
 `buffer_pool`), provided the model lets go of the views it is given once it no longer needs them.
 
-**Host staging.** When `MemorySpace` is not host-accessible (CUDA, HIP), messages go through host
-mirrors, so any MPI works; the schedule logic is unchanged.
+**Messages on a device** (`executor_options::messages`, `fence_every_op`). The model's kernels run
+on one execution-space instance, `compute_space()` (`model.compute_space()` if the model has it,
+else the default instance; on a GPU, a stream): the executor fences that instance only, not the
+whole device. When the views are in memory the host cannot read (CUDA, HIP) and the transport
+cannot read device memory (`comm.device_aware()` false or absent), messages are *staged*: a
+received input lands in a host buffer (pinned, `device_traits<E>::staging_space`) and is copied
+to the device on the compute instance ahead of the op's kernels; an output that leaves the rank
+is copied to a host buffer on the executor's own instance (`execution_instance`, a second
+stream) right after its op, while the next op computes, and its send is posted once that copy
+is done (at the end of the next op, before the rank blocks on a receive, or at the step's end).
+With a device-aware transport the views' own pointers are sent, after a fence of the compute
+instance. Staging buffers come from a second `buffer_pool`. The schedule logic is the same on
+every path; on a host backend the default is the direct path (`message_path::staged` forces
+staging, for tests).
 
 **Several tensors per boundary.** A `Model` that declares `boundary_type` (a
 `boundary_stage_model`, boundary.hpp) runs through its `boundary_model`: every boundary crossing
@@ -388,7 +421,9 @@ class executor {
   using matrix_type = typename executed_model_t<Model>::matrix_type;
   using scalar_type = typename matrix_type::non_const_value_type;
   using memory_space = typename matrix_type::memory_space;
-  using host_matrix = typename matrix_type::HostMirror;
+  using execution_space = typename matrix_type::execution_space;
+  /// Host staging buffers of messages: pinned memory on a GPU (`device_traits`), else host memory.
+  using host_matrix = Kokkos::View<scalar_type**, Kokkos::LayoutRight, staging_space_t<execution_space>>;
   using clock = std::chrono::steady_clock;
 
   executor(const schedule& s, Model& model, Comm& comm, executor_options options = {})
@@ -418,6 +453,7 @@ class executor {
       throw argument_error(stretto::detail::cat("stretto::kokkos::executor: transport rank ", rank_,
                                                 " is outside the schedule's ", s.num_ranks(), " ranks"));
     if (options_.receive_lookahead < 0) options_.receive_lookahead = 0;
+    set_up_device();
     // Buffers held at once (see buffer_pool): per microbatch state (F to W) its input, output and
     // output gradient, the receives posted ahead, a loss gradient and a send in flight.
     const double v = s.shape().num_chunks;
@@ -425,7 +461,7 @@ class executor {
     const auto expected = 3 * static_cast<std::size_t>(states) + static_cast<std::size_t>(options_.receive_lookahead) + 2;
     pool_.set_growth(expected);
     pool_.reserve(4 * expected);
-    if constexpr (!host_accessible) {
+    if (staged_) {
       host_pool_.set_growth(expected);
       host_pool_.reserve(4 * expected);
     }
@@ -434,12 +470,26 @@ class executor {
     gradient_in_.resize(cells);
     // Every op sends at most one message, and a step completes its sends: room for all of them.
     sends_.reserve(s.ops(rank_).size());
+    staging_held_.reserve(s.ops(rank_).size());
+  }
+
+  // The compute instance (the model's, or the default one) and the message path.
+  void set_up_device() {
+    if constexpr (requires { model_.compute_space(); }) space_ = model_.compute_space();
+    bool device_aware = false;
+    if constexpr (requires { comm_.device_aware(); }) device_aware = static_cast<bool>(comm_.device_aware());
+    staged_ = options_.messages == message_path::staged ||
+              (options_.messages == message_path::automatic && !host_accessible && !device_aware);
   }
 
  public:
   const schedule& plan() const noexcept { return schedule_; }
   /** @brief The buffers of activations, gradients and messages (device memory space). */
   const buffer_pool<matrix_type>& pool() const noexcept { return pool_; }
+  /** @brief The execution-space instance the executor fences and copies received inputs on: `model.compute_space()` if the model has it, else the default instance. */
+  const execution_space& compute_space() const noexcept { return space_; }
+  /** @brief Whether messages go through host staging buffers (see `executor_options::messages`). */
+  bool stages_messages() const noexcept { return staged_; }
 
   /**
   @brief Runs this rank's op list once (one optimizer step's forward and backward work).
@@ -518,13 +568,16 @@ class executor {
         case op_kind::backward: run_backward(i, o, sent); break;
         case op_kind::backward_weight: model_.backward_weight(o.stage, o.microbatch); break;
       }
-      Kokkos::fence();
+      end_compute(sent);
       const auto end = clock::now();
       notify(&observer::on_compute_end, i, o, end);
       post_unposted_sends();
       if (!sent) notify(&observer::on_send_complete, i, o, end);
       release_completed_sends();
     }
+    end_compute(true);  // the step's work is done, and every staged send is posted
+    flush_staged_sends();
+    staging_held_.clear();
     for (auto& pending : sends_) {
       comm_.wait(pending.request, pending.sender);
       notify(&observer::on_send_complete, pending.index, pending.sender, clock::now());
@@ -543,6 +596,7 @@ class executor {
     std::size_t index{0};  // the sender's position in the running op list
     message_key key{};     // a send's message, and its destination rank until it is posted (-1 after)
     std::int32_t unposted_to{-1};
+    bool copied{false};    // a staged send: its copy to `host` is queued
   };
 
   static constexpr bool host_accessible =
@@ -570,10 +624,7 @@ class executor {
                               static_cast<std::int64_t>(device.extent(1)), max_rows_);
   }
 
-  scalar_type* transport_data(message_buffer& b) {
-    if constexpr (host_accessible) return b.device.data();
-    else return b.host.data();
-  }
+  scalar_type* transport_data(message_buffer& b) { return staged_ ? b.host.data() : b.device.data(); }
 
   void post_receives_through(std::span<const op> list, std::size_t last_op) {
     while (next_receive_ < receive_ops_.size() && receive_ops_[next_receive_] <= last_op) {
@@ -586,7 +637,7 @@ class executor {
       message_buffer b;
       b.device = allocate(forward ? "stretto::activation_in" : "stretto::gradient_in",
                           model_.microbatch_rows(o.microbatch), cols);
-      if constexpr (!host_accessible) b.host = host_buffer(b.device);
+      if (staged_) b.host = host_buffer(b.device);
       b.request = comm_.post_receive(key, schedule_.rank_of(from_stage, o.microbatch), transport_data(b), b.device.size());
       (forward ? activation_in_ : gradient_in_)[cell(o.stage, o.microbatch)] = std::move(b);
     }
@@ -597,8 +648,13 @@ class executor {
   void await_input(const op& o) {
     if (!needs_receive(o)) return;
     message_buffer& b = (o.kind == op_kind::forward ? activation_in_ : gradient_in_)[cell(o.stage, o.microbatch)];
+    if (staged_) flush_staged_sends();  // before blocking: a peer may wait for them first
     comm_.wait(b.request, o);
-    if constexpr (!host_accessible) Kokkos::deep_copy(b.device, b.host);
+    if (staged_) {  // queued ahead of the op's kernels; the staging buffer is kept until a fence
+      Kokkos::deep_copy(space_, b.device, b.host);
+      staging_held_.push_back(std::move(b.host));
+      b.host = host_matrix();
+    }
   }
 
   // Returns the input of `o` (after `await_input`) and forgets it (its last consumer is `o`).
@@ -622,10 +678,7 @@ class executor {
       store[cell(key.to_stage, key.microbatch)] = std::move(b);
       return false;
     }
-    if constexpr (!host_accessible) {
-      b.host = host_buffer(b.device);
-      Kokkos::deep_copy(b.host, b.device);
-    }
+    if (staged_) b.host = host_buffer(b.device);  // copied by end_compute, once the op's kernels are done
     b.sender = sender;
     b.index = index;
     // Posted by `post_unposted_sends` once the op's (or its F&B pair's) compute end is stamped:
@@ -636,13 +689,44 @@ class executor {
     return true;
   }
 
-  void post_unposted_sends() {
-    for (std::size_t k = sends_.size(); k-- > 0 && sends_[k].unposted_to >= 0;) {
-      message_buffer& b = sends_[k];
-      b.request = comm_.post_send(b.key, b.unposted_to, static_cast<const scalar_type*>(transport_data(b)),
-                                  b.device.size());
-      b.unposted_to = -1;
+  // After an op's stage functions: fences the compute instance where a dependency needs it (`sends`:
+  // an output leaves the rank) or `fence_every_op` asks; with staging, posts the earlier ops'
+  // staged sends and queues this op's copies to the host on the copy instance, where they run
+  // while the next op computes.
+  void end_compute(bool sends, bool post_earlier = true) {
+    if (sends || options_.fence_every_op) {
+      space_.fence();
+      staging_held_.clear();  // the received inputs' copies have run
     }
+    if (!staged_) return;
+    if (post_earlier) flush_staged_sends();
+    for (message_buffer& b : sends_)
+      if (b.unposted_to >= 0 && !b.copied) {
+        Kokkos::deep_copy(copies_.space(), b.host, b.device);
+        b.copied = true;
+      }
+  }
+
+  // Staging: waits for the queued copies to the host and posts their sends.
+  void flush_staged_sends() {
+    bool queued = false;
+    for (const message_buffer& b : sends_) queued = queued || (b.unposted_to >= 0 && b.copied);
+    if (!queued) return;
+    copies_.fence();
+    for (message_buffer& b : sends_)
+      if (b.unposted_to >= 0 && b.copied) post(b);
+  }
+
+  void post(message_buffer& b) {
+    b.request = comm_.post_send(b.key, b.unposted_to, static_cast<const scalar_type*>(transport_data(b)), b.device.size());
+    b.unposted_to = -1;
+  }
+
+  // Without staging: posts the sends of the op (or F&B pair) that just ended. With staging they
+  // are posted once their copies to the host are done (`flush_staged_sends`).
+  void post_unposted_sends() {
+    if (staged_) return;
+    for (std::size_t k = sends_.size(); k-- > 0 && sends_[k].unposted_to >= 0;) post(sends_[k]);
   }
 
   // Runs the F&B pair at `list[i]`, `list[i + 1]` as one unit: waits for both inputs, runs both
@@ -677,7 +761,7 @@ class executor {
       if (b.stage > 0)
         sent[f_first ? 1 : 0] =
             hand_over(i + (f_first ? 1 : 0), b, {message_direction::gradient, b.stage, b.stage - 1, b.microbatch}, std::move(dx));
-      Kokkos::fence();
+      end_compute(sent[0] || sent[1]);
       const auto end = clock::now();
       notify(&observer::on_compute_end, i, first, end);
       notify(&observer::on_compute_end, i + 1, second, end);
@@ -686,7 +770,7 @@ class executor {
         notify(&observer::on_compute_begin, index, o, clock::now());
         if (o.kind == op_kind::forward) loss = run_forward(index, o, false, o_sent);
         else run_backward(index, o, o_sent);
-        Kokkos::fence();
+        end_compute(o_sent, false);  // staged: the pair's sends are posted after the pair
         notify(&observer::on_compute_end, index, o, clock::now());
       };
       run_one(i, first, sent[0]);
@@ -749,7 +833,7 @@ class executor {
   void release_completed_sends() {
     std::size_t kept = 0;
     for (std::size_t i = 0; i < sends_.size(); ++i) {
-      if (comm_.test(sends_[i].request)) {
+      if (sends_[i].unposted_to < 0 && comm_.test(sends_[i].request)) {
         notify(&observer::on_send_complete, sends_[i].index, sends_[i].sender, clock::now());
         continue;
       }
@@ -776,6 +860,10 @@ class executor {
   buffer_pool<host_matrix> host_pool_;         // host staging of messages (device memory only)
   std::int64_t max_rows_{0};                   // the largest microbatch of the running step
   std::vector<observer*> observers_;           // added by the user, called after recorder_
+  execution_space space_{};                    // the model's kernels' instance (fenced, receives' copies)
+  execution_instance<execution_space> copies_;  // its own queue: staged sends' copies to the host
+  bool staged_{false};                         // messages through host_pool_ (see message_path)
+  std::vector<host_matrix> staging_held_;      // received inputs' staging buffers until their copies ran
 };
 
 }  // namespace stretto::kokkos

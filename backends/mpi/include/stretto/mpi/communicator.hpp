@@ -35,6 +35,7 @@ functions compute. Models `stretto::transport`.
 #include <stretto/detail/text.hpp>
 
 #include "collectives.hpp"  // timeout_action; bounded duplication at construction
+#include "node.hpp"         // device_aware_mpi
 
 namespace stretto::mpi {
 
@@ -288,6 +289,8 @@ class communicator {
   }
 
   std::int32_t rank() const noexcept { return rank_; }
+  /// Whether MPI reads device memory (`device_aware_mpi()`): the Kokkos executor then sends device views without staging.
+  bool device_aware() const { return device_aware_mpi(); }
   MPI_Comm native() const noexcept { return comm_; }
   const communicator_options& options() const noexcept { return options_; }
   /// Whether a progress thread runs (`progress_mode::thread`, or `automatic` under `MPI_THREAD_MULTIPLE`).
