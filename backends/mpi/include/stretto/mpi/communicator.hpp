@@ -339,8 +339,10 @@ class communicator {
     // With a progress thread the caller makes no MPI call here (unless it spins in `wait`, when
     // the thread stands aside): the thread completes the request, and a caller that polled
     // between its ops would wait for the thread's lock and do the thread's copying on its own
-    // critical path.
-    return test(q, !threaded_ || spinning_waiters_.load(std::memory_order_relaxed) > 0);
+    // critical path. When the thread has not polled for a while (ranks outnumber cores and it
+    // did not get one), the caller polls instead: a completed send's buffer is released, and a
+    // transfer moves, as without a thread, rather than waiting for the thread's next turn.
+    return test(q, !threaded_ || spinning_waiters_.load(std::memory_order_relaxed) > 0 || progress_stalled());
   }
 
  private:
@@ -600,6 +602,15 @@ class communicator {
     return MPI_SUCCESS;
   }
 
+  // Whether the progress thread last polled more than `stall_after` ago (four of its longest
+  // pauses, and no less than 200 µs): it is not getting a core.
+  bool progress_stalled() const noexcept {
+    using steady = std::chrono::steady_clock;
+    const auto stall_after = std::max<steady::duration>(
+        std::chrono::microseconds(200), 4 * std::chrono::duration_cast<steady::duration>(options_.poll_interval));
+    return steady::now().time_since_epoch().count() - last_progress_.load(std::memory_order_relaxed) > stall_after.count();
+  }
+
   // The progress thread: tests the outstanding requests, signals blocked waits, backs off.
   void progress_loop() {
 #if defined(__linux__) && defined(PR_SET_TIMERSLACK)
@@ -617,6 +628,7 @@ class communicator {
     std::uint64_t seen = 0;
     std::unique_lock lock(mutex_);
     while (!stop_) {
+      last_progress_.store(std::chrono::steady_clock::now().time_since_epoch().count(), std::memory_order_relaxed);
       if (spinning_waiters_.load(std::memory_order_relaxed) > 0) {
         // The caller's own polling moves everything meanwhile.
         progress_cv_.wait_for(lock, std::chrono::milliseconds(1),
@@ -721,6 +733,7 @@ class communicator {
   std::uint64_t activity_{0};                  // bumped by posts and waits: the thread gets hot
   int blocked_waiters_{0};
   std::atomic<int> spinning_waiters_{0};
+  std::atomic<std::chrono::steady_clock::rep> last_progress_{0};  // when the progress thread last went round its loop (steady clock ticks)
   bool idle_{false};                           // the thread sleeps until a post wakes it
   bool stop_{false};
   std::thread progress_thread_;
