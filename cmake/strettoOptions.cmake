@@ -11,3 +11,4 @@ option(STRETTO_WERROR "Treat warnings in Stretto's own code as errors" ${PROJECT
 set(STRETTO_ENABLE_MPI "AUTO" CACHE STRING "Build the MPI backend: ON, OFF or AUTO (when MPI is found)")
 set(STRETTO_ENABLE_KOKKOS "AUTO" CACHE STRING "Build the Kokkos backend: ON, OFF or AUTO (when Kokkos is found)")
 set(STRETTO_ENABLE_CBC "AUTO" CACHE STRING "Build stretto::cbc, the exact scheduler: ON, OFF or AUTO (when CBC is found)")
+set(STRETTO_GPU_ARCH "" CACHE STRING "The GPU architecture the Kokkos in use was built for, e.g. sm_90; recorded for scripts/gpu-check.sh, changes nothing in the build")
