@@ -213,11 +213,16 @@ class tensor_ref {
   const tensor_spec& spec() const noexcept { return spec_; }
   std::span<std::byte> bytes() const noexcept { return bytes_; }
 
-  /** @throws argument_error unless `name` is non-empty and has no white space or control character. */
-  static void check_name(std::string_view name) {
+  /** @brief Whether `name` is non-empty and has no white space or control character. */
+  static bool is_name(std::string_view name) noexcept {
     bool valid = !name.empty();
     for (const char c : name) valid = valid && static_cast<unsigned char>(c) > 0x20 && c != 0x7f;
-    if (!valid)
+    return valid;
+  }
+
+  /** @throws argument_error unless `name` is non-empty and has no white space or control character. */
+  static void check_name(std::string_view name) {
+    if (!is_name(name))
       throw argument_error(stretto::detail::cat("stretto::io: a checkpoint tensor name must be non-empty without spaces "
                                                 "or control characters (got '", name, "'); e.g. layer3.weight"));
   }
@@ -432,8 +437,15 @@ inline checkpoint_manifest parse_manifest(std::string_view text, std::string_vie
     at = end + 1;
     ++line_number;
     if (ended) detail::malformed(file, line_number, "text after the final 'end'");
+    // Only what `manifest_text` writes is read: no carriage return or other line break inside a line.
+    if (line.find('\r') != std::string_view::npos) detail::malformed(file, line_number, "a carriage return in a line");
     const std::vector<std::string> w = detail::words(line);
     if (w.empty()) detail::malformed(file, line_number, "an empty line");
+    const auto name = [&](std::size_t k, std::string_view what) -> const std::string& {
+      if (!tensor_ref::is_name(w[k]))
+        detail::malformed(file, line_number, stretto::detail::cat("a ", what, " with a space or control character"));
+      return w[k];
+    };
     const std::string& key = w[0];
     const auto need = [&](std::size_t n) {
       if (w.size() != n) detail::malformed(file, line_number, stretto::detail::cat("'", key, "' takes ", n - 1, " values"));
@@ -455,8 +467,10 @@ inline checkpoint_manifest parse_manifest(std::string_view text, std::string_vie
     }
     for (int k = 0; k < 10; ++k)
       if (key == required[k]) seen |= 1 << k;
-    if (key == "model") m.layout.model = std::string(line.substr(std::min(line.size(), line.find(' ') + 1)));
-    else if (key == "schedule") need(2), m.layout.schedule = w[1];
+    if (key == "model") {
+      if (line.rfind("model ", 0) != 0 || line.size() == 6) detail::malformed(file, line_number, "'model' takes a fingerprint");
+      m.layout.model = std::string(line.substr(6));
+    } else if (key == "schedule") need(2), m.layout.schedule = name(1, "schedule name");
     else if (key == "placement") need(2), m.layout.placement = detail::placement_named(w[1], file, line_number);
     else if (key == "pipeline-ranks") need(2), m.layout.shape.num_ranks = count(1 << 16);
     else if (key == "microbatches") need(2), m.layout.shape.num_microbatches = count(1 << 24);
@@ -474,14 +488,14 @@ inline checkpoint_manifest parse_manifest(std::string_view text, std::string_vie
       const std::string prefix = "value " + (w.size() > 1 ? w[1] : std::string()) + " ";
       if (w.size() < 3 || line.rfind(prefix, 0) != 0)
         detail::malformed(file, line_number, "'value' takes a name and a value");
-      m.counters.values[w[1]] = std::string(line.substr(prefix.size()));
+      m.counters.values[name(1, "value name")] = std::string(line.substr(prefix.size()));
     } else if (key == "tensor") {
       need(5);
       const std::int64_t s = number(1);
       if (s < 0 || s > 1 << 20) detail::malformed(file, line_number, "a tensor's stage out of range");
       if (m.stage_tensors.size() <= static_cast<std::size_t>(s)) m.stage_tensors.resize(static_cast<std::size_t>(s) + 1);
       m.stage_tensors[static_cast<std::size_t>(s)].push_back(
-          {w[2], detail::type_named(w[3], file, line_number), detail::shape_named(w[4], file, line_number)});
+          {name(2, "tensor name"), detail::type_named(w[3], file, line_number), detail::shape_named(w[4], file, line_number)});
     } else if (key == "file") {
       need(5);
       if (number(1) != static_cast<std::int64_t>(m.files.size())) detail::malformed(file, line_number, "files out of order");
@@ -489,7 +503,7 @@ inline checkpoint_manifest parse_manifest(std::string_view text, std::string_vie
       char* stop = nullptr;
       const unsigned long crc = std::strtoul(w[4].c_str(), &stop, 16);
       if (bytes < 0 || w[4].size() != 8 || *stop != '\0') detail::malformed(file, line_number, "a malformed file size or CRC");
-      m.files.push_back({w[2], static_cast<std::uint64_t>(bytes), static_cast<std::uint32_t>(crc)});
+      m.files.push_back({name(2, "file name"), static_cast<std::uint64_t>(bytes), static_cast<std::uint32_t>(crc)});
     } else if (key == "end") {
       need(1);
       ended = true;
