@@ -86,6 +86,23 @@ all-reduce); for `infer`, `model.output(mb, logits)` consumes the head's output 
 
 namespace stretto::training {
 
+namespace detail {
+// The residual stage's kernels, free functions because nvcc refuses a device lambda in a private
+// member function. `y`, `x`, `f` and `dx`, `dy` have the same extents.
+template <class Matrix>
+void residual_add(const Matrix& y, const Matrix& x, const Matrix& f) {  // y = x + f
+  Kokkos::parallel_for(
+      "skippipe::residual", Kokkos::MDRangePolicy<Kokkos::Rank<2>>({0, 0}, {y.extent(0), y.extent(1)}),
+      KOKKOS_LAMBDA(const std::size_t a, const std::size_t b) { y(a, b) = x(a, b) + f(a, b); });
+}
+template <class Matrix>
+void residual_accumulate(const Matrix& dx, const Matrix& dy) {  // dx += dy
+  Kokkos::parallel_for(
+      "skippipe::residual_backward", Kokkos::MDRangePolicy<Kokkos::Rank<2>>({0, 0}, {dx.extent(0), dx.extent(1)}),
+      KOKKOS_LAMBDA(const std::size_t a, const std::size_t b) { dx(a, b) += dy(a, b); });
+}
+}  // namespace detail
+
 /** @brief Options of a `skippipe_runner`. */
 struct skippipe_options {
   /// Model stages 1 … S−1 are residual: y = x + f(x) (see the file comment). Default off.
@@ -413,9 +430,7 @@ class skippipe_runner {
         model_.forward(ms, j, x, f);
         if (residual) {
           matrix_type y = sized(sl.out, "skippipe::out", rows, width);
-          Kokkos::parallel_for(
-              "skippipe::residual", Kokkos::MDRangePolicy<Kokkos::Rank<2>>({0, 0}, {static_cast<std::size_t>(rows), static_cast<std::size_t>(width)}),
-              KOKKOS_LAMBDA(const std::size_t a, const std::size_t b) { y(a, b) = x(a, b) + f(a, b); });
+          detail::residual_add(y, x, f);
         } else {
           sl.out = f;
         }
@@ -462,9 +477,7 @@ class skippipe_runner {
         model_.backward_input(ms, j, sl.grad_in, dx);
         if (residual) {
           const matrix_type dy = sl.grad_in;
-          Kokkos::parallel_for(
-              "skippipe::residual_backward", Kokkos::MDRangePolicy<Kokkos::Rank<2>>({0, 0}, {static_cast<std::size_t>(rows), static_cast<std::size_t>(width)}),
-              KOKKOS_LAMBDA(const std::size_t a, const std::size_t b) { dx(a, b) += dy(a, b); });
+          detail::residual_accumulate(dx, dy);
         }
         model_.backward_weight(ms, j);
         Kokkos::fence();
