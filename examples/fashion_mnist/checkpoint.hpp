@@ -56,31 +56,43 @@ training::checkpoint_options demo_checkpoint_options(const std::string& schedule
   return o;
 }
 
+// A model whose weights live in device memory has no `checkpoint_state` (it hands out host views).
+inline constexpr const char* unsupported_checkpoint =
+    "--save and --resume need the model's weights in host-accessible memory; this build keeps them on the device";
+
 // --resume: reads the newest checkpoint into `model`; returns its counters. Every rank throws the
 // same io::checkpoint_error when it does not fit (the caller reports it once).
 template <class Model>
 demo_counters resume_demo(const checkpoint_flags& f, const mpi::process_grid& grid, const schedule& plan, Model& model,
                           const training::checkpoint_options& o) {
-  const io::training_counters c = training::resume_checkpoint(f.resume, grid, plan, model, o);
-  demo_counters out{static_cast<std::int32_t>(c.epoch), c.step, 0};
-  if (const auto it = c.values.find("skipped-steps"); it != c.values.end()) out.skipped = std::stoll(it->second);
-  if (grid.world_rank() == 0) {
-    std::printf("checkpoint: resumed from %s after epoch %d (%lld steps)\n", f.resume.c_str(), out.epoch,
-                static_cast<long long>(out.step));
-    std::fflush(stdout);
+  if constexpr (!training::checkpointable_model<Model>) {
+    throw io::checkpoint_error(unsupported_checkpoint);
+  } else {
+    const io::training_counters c = training::resume_checkpoint(f.resume, grid, plan, model, o);
+    demo_counters out{static_cast<std::int32_t>(c.epoch), c.step, 0};
+    if (const auto it = c.values.find("skipped-steps"); it != c.values.end()) out.skipped = std::stoll(it->second);
+    if (grid.world_rank() == 0) {
+      std::printf("checkpoint: resumed from %s after epoch %d (%lld steps)\n", f.resume.c_str(), out.epoch,
+                  static_cast<long long>(out.step));
+      std::fflush(stdout);
+    }
+    return out;
   }
-  return out;
 }
 
 // --save: the checkpoint of the end of epoch `c.epoch`.
 template <class Model>
 void save_demo(const checkpoint_flags& f, const mpi::process_grid& grid, const schedule& plan, Model& model,
                const demo_counters& c, const training::checkpoint_options& o) {
-  const auto folder = training::save_checkpoint(f.save, grid, plan, model,
-                                                {c.epoch, c.step, {{"skipped-steps", std::to_string(c.skipped)}}}, o);
-  if (grid.world_rank() == 0) {
-    std::printf("checkpoint: epoch %d saved to %s\n", c.epoch, folder.string().c_str());
-    std::fflush(stdout);
+  if constexpr (!training::checkpointable_model<Model>) {
+    throw io::checkpoint_error(unsupported_checkpoint);
+  } else {
+    const auto folder = training::save_checkpoint(f.save, grid, plan, model,
+                                                  {c.epoch, c.step, {{"skipped-steps", std::to_string(c.skipped)}}}, o);
+    if (grid.world_rank() == 0) {
+      std::printf("checkpoint: epoch %d saved to %s\n", c.epoch, folder.string().c_str());
+      std::fflush(stdout);
+    }
   }
 }
 
