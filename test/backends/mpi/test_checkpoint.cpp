@@ -29,6 +29,7 @@
 #include <stretto/training/pipeline.hpp>
 
 #include "fashion_mnist/mlp_model.hpp"
+#include "common/mpi_world.hpp"
 
 namespace {
 
@@ -40,16 +41,6 @@ const std::vector<std::int64_t> widths{12, 10, 9, 8, 8, 7, 6, 6, 5};  // 8 layer
 constexpr std::int64_t batch = 42;
 constexpr double lr = 0.1, momentum = 0.9;
 
-int world_size() {
-  int n = 0;
-  MPI_Comm_size(MPI_COMM_WORLD, &n);
-  return n;
-}
-int world_rank() {
-  int r = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &r);
-  return r;
-}
 
 // A folder every rank names the same (world rank 0's process id), empty.
 fs::path shared_folder(const std::string& name) {

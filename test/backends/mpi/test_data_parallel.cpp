@@ -30,6 +30,7 @@
 #include <stretto/training/pipeline.hpp>
 
 #include "fashion_mnist/mlp_model.hpp"
+#include "common/mpi_world.hpp"
 
 namespace {
 
@@ -40,16 +41,6 @@ constexpr std::int64_t batch = 42;
 constexpr std::uint64_t seed = 7;
 constexpr double lr = 0.1, momentum = 0.9;
 
-int world_size() {
-  int n = 0;
-  MPI_Comm_size(MPI_COMM_WORLD, &n);
-  return n;
-}
-int world_rank() {
-  int r = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &r);
-  return r;
-}
 
 double relative_difference(const std::vector<double>& got, const std::vector<double>& want) {
   REQUIRE(got.size() == want.size());

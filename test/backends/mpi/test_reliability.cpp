@@ -16,18 +16,9 @@
 #include <stretto/mpi/agreement.hpp>
 #include <stretto/mpi/collectives.hpp>
 #include <stretto/mpi/communicator.hpp>
+#include "common/mpi_world.hpp"
 
 namespace {
-int world_rank() {
-  int r = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &r);
-  return r;
-}
-int world_size() {
-  int s = 0;
-  MPI_Comm_size(MPI_COMM_WORLD, &s);
-  return s;
-}
 stretto::mpi::collective_options throwing(double seconds) {
   return {std::chrono::duration<double>(seconds), stretto::mpi::timeout_action::throw_error};
 }

@@ -25,6 +25,7 @@
 #include <stretto/training/skippipe.hpp>
 
 #include "fashion_mnist/mlp_model.hpp"
+#include "common/mpi_world.hpp"
 
 namespace {
 
@@ -36,16 +37,6 @@ constexpr std::int64_t input_width = 6, hidden = 5, classes = 4;
 constexpr std::uint64_t seed = 7;
 constexpr double lr = 0.1, momentum = 0.9;
 
-int world_size() {
-  int n = 0;
-  MPI_Comm_size(MPI_COMM_WORLD, &n);
-  return n;
-}
-int world_rank() {
-  int r = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &r);
-  return r;
-}
 
 // Nodes 0.. in stage order, heterogeneous compute (1, 1.5, 2, 1, …), a uniform network.
 sp::setting make_setting(const std::vector<std::int32_t>& sizes, std::int32_t path_length, std::int32_t microbatches,

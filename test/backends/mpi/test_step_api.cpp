@@ -29,6 +29,7 @@
 #include <stretto/training/pipeline.hpp>
 
 #include "fashion_mnist/mlp_model.hpp"
+#include "common/mpi_world.hpp"
 
 namespace {
 
@@ -39,11 +40,6 @@ constexpr std::int64_t batch = 24;
 constexpr std::uint64_t seed = 11;
 constexpr double lr = 0.1, momentum = 0.9;
 
-int world_size() {
-  int n = 0;
-  MPI_Comm_size(MPI_COMM_WORLD, &n);
-  return n;
-}
 
 stretto::training::pipeline_options test_options(stretto::training::nonfinite_action action) {
   stretto::training::pipeline_options o;

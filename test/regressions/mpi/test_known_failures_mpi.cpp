@@ -24,6 +24,7 @@
 #include <stretto/stretto.hpp>
 
 #include "fashion_mnist/mlp_model.hpp"
+#include "common/mpi_world.hpp"
 
 namespace {
 
@@ -64,16 +65,6 @@ struct jittered_model {
   }
 };
 
-int world_rank() {
-  int r = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &r);
-  return r;
-}
-int world_size() {
-  int p = 0;
-  MPI_Comm_size(MPI_COMM_WORLD, &p);
-  return p;
-}
 
 /// The data of step k: a random batch drawn with seed 100 + k.
 std::vector<model_type::batch_data> step_data(const model_type& any, std::int32_t steps) {
