@@ -183,9 +183,14 @@ struct op_time_sums {
 
 // Gathers every rank's measured op intervals of one step on rank 0 and writes them, with the
 // simulation of the same schedule under that step's own mean op times beside them, as a Chrome
-// trace (--trace) and an SVG picture (--timeline). Collective over MPI_COMM_WORLD.
+// trace (--trace) and an SVG picture (--timeline). Collective over `pipeline` (one copy of the
+// pipeline: its ranks by pipeline rank); only `writer`'s rank 0 writes (with --data-parallel D,
+// copy 0 draws its pipeline and the other copies gather theirs for nothing).
 void write_step_pictures(const std::vector<stretto::sim::op_timing>& mine, const stretto::schedule& plan,
-                         std::int64_t step, int rank, int size, const options& opt) {
+                         std::int64_t step, MPI_Comm pipeline, bool writer, std::int32_t copies, const options& opt) {
+  int rank = 0, size = 0;
+  MPI_Comm_rank(pipeline, &rank);
+  MPI_Comm_size(pipeline, &size);
   const stretto::mpi::collective_options bounded{std::chrono::duration<double>(opt.timeout)};
   std::vector<double> packed;  // per op: kind, stage, microbatch, overlapped, start, end
   for (const auto& t : mine)
@@ -193,15 +198,15 @@ void write_step_pictures(const std::vector<stretto::sim::op_timing>& mine, const
                                  static_cast<double>(t.what.microbatch), t.what.overlapped ? 1.0 : 0.0, t.start, t.end});
   int count = static_cast<int>(packed.size());
   std::vector<int> counts(static_cast<std::size_t>(size)), offsets(static_cast<std::size_t>(size));
-  stretto::mpi::gather(&count, 1, MPI_INT, counts.data(), 1, MPI_INT, 0, MPI_COMM_WORLD, bounded, "--trace: op counts");
+  stretto::mpi::gather(&count, 1, MPI_INT, counts.data(), 1, MPI_INT, 0, pipeline, bounded, "--trace: op counts");
   std::vector<double> all;
   if (rank == 0) {
     std::partial_sum(counts.begin(), counts.end() - 1, offsets.begin() + 1);
     all.resize(static_cast<std::size_t>(offsets.back() + counts.back()));
   }
   stretto::mpi::gatherv(packed.data(), count, MPI_DOUBLE, all.data(), counts.data(), offsets.data(), MPI_DOUBLE, 0,
-                        MPI_COMM_WORLD, bounded, "--trace: op timings");
-  if (rank != 0) return;
+                        pipeline, bounded, "--trace: op timings");
+  if (rank != 0 || !writer) return;
   std::vector<std::vector<stretto::sim::op_timing>> lists(static_cast<std::size_t>(size));
   op_time_sums sums(plan.num_stages());
   for (int r = 0; r < size; ++r)
@@ -215,7 +220,8 @@ void write_step_pictures(const std::vector<stretto::sim::op_timing>& mine, const
     }
   const stretto::sim::timeline measured{std::span<const std::vector<stretto::sim::op_timing>>(lists)};
   const stretto::sim::timeline simulated = stretto::sim::simulate(plan, sums.costs()).events;  // this step's mean op times
-  const std::string what = opt.schedule + ", step " + std::to_string(step) + " of epoch 1";
+  const std::string what = opt.schedule + ", step " + std::to_string(step) + " of epoch 1" +
+                           (copies > 1 ? ", copy 0 of " + std::to_string(copies) : "");
   stretto::io::trace_context measured_context = stretto::io::context_of(plan, "measured " + what);
   measured_context.microseconds_per_unit = 1e3;  // the timelines are in ms
   stretto::io::trace_context simulated_context = measured_context;
@@ -284,8 +290,6 @@ int train(const options& opt, int rank, int size) {
     throw usage_error{stretto::detail::cat("--batch-size ", opt.batch_size, " is not divisible by --data-parallel ", dp,
                                            " x --microbatches ", opt.microbatches, "; use a multiple of ",
                                            static_cast<std::int64_t>(dp) * opt.microbatches)};
-  if (dp > 1 && (!opt.trace_file.empty() || !opt.timeline_file.empty()))
-    throw usage_error{"--trace and --timeline draw one pipeline; run them with --data-parallel 1"};
   const std::int32_t pp = size / dp;
   if (const std::string bad = stretto::examples::check_numbers(opt.timeout, opt.lr, opt.momentum, opt.memory_limit,
                                                                  opt.reliability.stall_ms);
@@ -529,7 +533,9 @@ int train(const options& opt, int rank, int size) {
     }
     progress.end_epoch();
     const double epoch_seconds = std::chrono::duration<double>(clock_type::now() - epoch_start).count();
-    if (epoch == 1 && tracing) write_step_pictures(traced_ops, traced_plan, traced_step, rank, size, opt);
+    if (epoch == 1 && tracing)
+      write_step_pictures(traced_ops, traced_plan, traced_step, grid.pipeline(), grid.data_parallel_rank() == 0,
+                          grid.data_parallel_size(), opt);
 
     // Evaluation: forwards only, the test set in batches of 1000.
     model.set_training(false);
@@ -627,7 +633,8 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--trace", opt.trace_file,
                  "write step --trace-step of epoch 1 as a Chrome trace (Perfetto) JSON file: the measured ops of every "
-                 "rank, and below them the simulation of the same schedule with that step's op times");
+                 "rank, and below them the simulation of the same schedule with that step's op times (with "
+                 "--data-parallel, those of the first copy of the pipeline)");
   app.add_option("--timeline", opt.timeline_file,
                  "write the same step as an SVG picture, measured above simulated");
   app.add_option("--trace-step", opt.trace_step, "the step of epoch 1 that --trace and --timeline write (>= 0; "
