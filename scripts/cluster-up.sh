@@ -59,6 +59,8 @@ for tool in ip unshare munged munge unmunge slurmctld slurmd scontrol sinfo runu
 done
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=scripts/lib/slurm-common.sh
+. "$HERE/lib/slurm-common.sh"
 PROJECT=$(cd "$HERE/.." && pwd)  # the checkout these scripts belong to
 RUNDIR=/run/stretto-cluster
 CONF=$RUNDIR/slurm.conf
@@ -153,22 +155,7 @@ ClusterName=stretto-cluster
 SlurmctldHost=${host}(${NET}.1)
 SlurmctldPort=${CTLD_PORT}
 SlurmdPort=6818
-SlurmUser=root
-SlurmdUser=root
-AuthType=auth/munge
-CredType=cred/munge
-MpiDefault=pmix
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-TaskProlog=$PROLOG
-JobAcctGatherType=jobacct_gather/none
-AccountingStorageType=accounting_storage/none
-SelectType=select/cons_tres
-SelectTypeParameters=CR_Core
-SlurmdParameters=config_overrides
-ReturnToService=2
-EnforcePartLimits=ALL
-MailProg=/bin/true
+$(slurm_common_settings "$PROLOG")
 StateSaveLocation=$STATE/slurmctld
 SlurmdSpoolDir=$STATE/%n
 SlurmctldPidFile=$RUNDIR/slurmctld-daemon.pid

@@ -24,6 +24,8 @@ for tool in munged munge unmunge slurmctld slurmd scontrol sinfo runuser setsid;
 done
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=scripts/lib/slurm-common.sh
+. "$HERE/lib/slurm-common.sh"
 RUNDIR=/run/stretto-slurm
 CONF=/etc/slurm/slurm.conf
 PROLOG=/etc/slurm/stretto-task-prolog.sh
@@ -108,22 +110,7 @@ cat >"$RUNDIR/slurm.conf.new" <<EOF
 # One-node Slurm cluster for Stretto, written by scripts/slurm-up.sh (see docs/setup.md).
 ClusterName=stretto
 SlurmctldHost=localhost
-SlurmUser=root
-SlurmdUser=root
-AuthType=auth/munge
-CredType=cred/munge
-MpiDefault=pmix
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-TaskProlog=$PROLOG
-JobAcctGatherType=jobacct_gather/none
-AccountingStorageType=accounting_storage/none
-SelectType=select/cons_tres
-SelectTypeParameters=CR_Core
-SlurmdParameters=config_overrides
-ReturnToService=2
-EnforcePartLimits=ALL
-MailProg=/bin/true
+$(slurm_common_settings "$PROLOG")
 StateSaveLocation=/var/lib/slurm/slurmctld
 SlurmdSpoolDir=/var/lib/slurm/slurmd
 SlurmctldPidFile=/run/slurmctld.pid

@@ -56,6 +56,8 @@
 
 #include <stretto/kokkos/executor.hpp>
 #include <stretto/mpi/communicator.hpp>
+
+#include "communicator_flags.hpp"
 #include <stretto/mpi/gradient_reduction.hpp>
 #include <stretto/mpi/process_grid.hpp>
 #include <stretto/sim/data_parallel.hpp>
@@ -162,15 +164,9 @@ options parse(int argc, char** argv, int rank) {
           usage_error(rank, "--comm-delay must be auto or a number of seconds >= 0");
       }
     } else if (flag == "--progress") {
-      if (value == "auto") o.progress = stretto::mpi::progress_mode::automatic;
-      else if (value == "thread") o.progress = stretto::mpi::progress_mode::thread;
-      else if (value == "poll") o.progress = stretto::mpi::progress_mode::poll;
-      else usage_error(rank, "--progress must be auto, thread or poll");
+      if (!stretto::bench::parse_progress(value, o.progress)) usage_error(rank, "--progress must be auto, thread or poll");
     } else if (flag == "--wait") {
-      if (value == "auto") o.waiting = stretto::mpi::wait_style::automatic;
-      else if (value == "spin") o.waiting = stretto::mpi::wait_style::spin;
-      else if (value == "block") o.waiting = stretto::mpi::wait_style::block;
-      else usage_error(rank, "--wait must be auto, spin or block");
+      if (!stretto::bench::parse_wait(value, o.waiting)) usage_error(rank, "--wait must be auto, spin or block");
     } else if (flag == "--poll-interval-us" || flag == "--hot-time-us") {
       (flag == "--poll-interval-us" ? o.poll_interval : o.hot_time) = seconds_of(rank, flag, value, "microseconds", 1e-6);
     } else if (flag == "--data-parallel") {

@@ -20,6 +20,8 @@
 
 #include <stretto/mpi/communicator.hpp>
 
+#include "communicator_flags.hpp"
+
 namespace {
 
 struct options {
@@ -62,15 +64,9 @@ options parse(int argc, char** argv, int rank) {
       o.repeats = std::atoi(value.c_str());
       if (o.repeats < 1) usage_error(rank, "--repeats must be at least 1");
     } else if (flag == "--progress") {
-      if (value == "auto") o.progress = stretto::mpi::progress_mode::automatic;
-      else if (value == "thread") o.progress = stretto::mpi::progress_mode::thread;
-      else if (value == "poll") o.progress = stretto::mpi::progress_mode::poll;
-      else usage_error(rank, "--progress must be auto, thread or poll");
+      if (!stretto::bench::parse_progress(value, o.progress)) usage_error(rank, "--progress must be auto, thread or poll");
     } else if (flag == "--wait") {
-      if (value == "auto") o.waiting = stretto::mpi::wait_style::automatic;
-      else if (value == "spin") o.waiting = stretto::mpi::wait_style::spin;
-      else if (value == "block") o.waiting = stretto::mpi::wait_style::block;
-      else usage_error(rank, "--wait must be auto, spin or block");
+      if (!stretto::bench::parse_wait(value, o.waiting)) usage_error(rank, "--wait must be auto, spin or block");
     } else if (flag == "--format") {
       if (value != "text" && value != "json") usage_error(rank, "--format must be text or json");
       o.json = value == "json";
