@@ -65,10 +65,26 @@ class skip_mask_model {
     targets_ = targets;
     mask_ = mask;
     microbatches_ = microbatches;
+    offsets_.clear();
     const auto cells = static_cast<std::size_t>(num_stages()) * static_cast<std::size_t>(microbatches);
     if (state_.size() < cells) state_.resize(cells);
   }
   std::int64_t batch() const { return static_cast<std::int64_t>(inputs_.extent(0)); }
+
+  // ---- stretto::training::batch_model (the step API) -----------------------------------------
+  /// A global batch for `training::pipeline::step`. There the loss must be the sum over the
+  /// microbatch's samples (the pipeline divides by B once): set `loss_is_sum`.
+  struct batch_type {
+    matrix inputs, targets;
+    mask_view mask;
+  };
+  bool loss_is_sum{false};
+  std::int64_t batch_rows(const batch_type& b) const { return static_cast<std::int64_t>(b.inputs.extent(0)); }
+  /// Microbatch j is rows [offsets[j], offsets[j + 1]) of `b` (the pipeline's cut).
+  void set_microbatches(const batch_type& b, std::span<const std::int64_t> offsets) {
+    set_batch(b.inputs, b.targets, b.mask, static_cast<std::int32_t>(offsets.size()) - 1);
+    offsets_.assign(offsets.begin(), offsets.end());
+  }
 
   void sgd(std::int32_t s, double lr) {
     auto& p = params_[static_cast<std::size_t>(s)];
@@ -117,7 +133,7 @@ class skip_mask_model {
     mask_gradients += dy.get<1>().data() != nullptr;
     const auto rows = static_cast<std::int64_t>(h.extent(0));
     const std::int64_t first = begin_row(mb);
-    const double scale = 1.0 / static_cast<double>(batch());
+    const double scale = loss_is_sum ? 1.0 : 1.0 / static_cast<double>(batch());
     double l = 0.0;
     for (std::int64_t i = 0; i < rows; ++i) {
       const double w = mask(i, 2) != 0 ? 1.0 : 0.25;
@@ -240,10 +256,14 @@ class skip_mask_model {
     return state_[static_cast<std::size_t>(s) * static_cast<std::size_t>(microbatches_) + static_cast<std::size_t>(mb)];
   }
   std::int64_t begin_row(std::int32_t mb) const {
+    if (!offsets_.empty()) return offsets_[static_cast<std::size_t>(mb)];
     const std::int64_t b = batch(), m = microbatches_;
     return mb * (b / m) + std::min<std::int64_t>(mb, b % m);
   }
-  std::int64_t end_row(std::int32_t mb) const { return begin_row(mb) + (batch() / microbatches_) + (mb < batch() % microbatches_ ? 1 : 0); }
+  std::int64_t end_row(std::int32_t mb) const {
+    if (!offsets_.empty()) return offsets_[static_cast<std::size_t>(mb) + 1];
+    return begin_row(mb) + (batch() / microbatches_) + (mb < batch() % microbatches_ ? 1 : 0);
+  }
   // Flat parameter layout of stage s: W [in, out], then U [kw, out], then b [out].
   std::size_t weight(std::int32_t s, std::int64_t a, std::int64_t j) const {
     return static_cast<std::size_t>(a * widths_[static_cast<std::size_t>(s) + 1] + j);
@@ -260,6 +280,7 @@ class skip_mask_model {
   matrix inputs_, targets_;
   mask_view mask_;
   std::int32_t microbatches_{1};
+  std::vector<std::int64_t> offsets_;  // the step API's cut (set_microbatches); empty: the even cut above
   std::vector<cell> state_;
 };
 

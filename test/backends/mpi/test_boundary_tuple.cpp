@@ -31,6 +31,7 @@
 #include <stretto/mpi/communicator.hpp>
 #include <stretto/mpi/replicas.hpp>
 #include <stretto/stretto.hpp>
+#include <stretto/training/pipeline.hpp>
 
 #include "fashion_mnist/mlp_model.hpp"
 #include "skip_mask_model.hpp"
@@ -342,5 +343,53 @@ TEST_CASE("mpi.boundary.executor_memory_within_10_percent_of_runtime_peak_memory
     CHECK(measured > 0.0);
     CHECK(std::abs(measured - predicted) <= 0.10 * predicted);
     MPI_Barrier(MPI_COMM_WORLD);
+  }
+}
+
+// The step API (training::pipeline) with a model whose boundaries carry three tensors: the mean
+// loss and the gradients handed to the optimizer equal the sequential run's (1e-12), two steps
+// with SGD in between, for a one-chunk, a V-shaped and a bidirectional schedule (its replicas'
+// gradients summed by the pipeline's own reduction).
+TEST_CASE("mpi.boundary.the_step_api_trains_a_tuple_model" * doctest::timeout(240)) {
+  int p = 0;
+  MPI_Comm_size(MPI_COMM_WORLD, &p);
+  for (const std::string name : {"1f1b", "zb-v", "chimera"}) {
+    const auto& policy = stretto::policies::find_policy(name);
+    const stretto::pipeline_shape shape{p, 2 * p, policy.default_chunks};
+    if (!policy.check(shape).empty()) continue;  // chimera: p odd
+    CAPTURE(name);
+    CAPTURE(p);
+    const stretto::schedule plan = stretto::policies::make_schedule(name, shape);
+    const std::vector<std::int64_t> widths(all_widths.begin(), all_widths.begin() + plan.num_stages() + 1);
+    stretto::training::pipeline_options options;
+    options.communicator.timeout = std::chrono::duration<double>(60.0);
+    options.communicator.on_timeout = stretto::mpi::timeout_action::throw_error;
+    stretto::training::pipeline<skip_mask_model> pipe(MPI_COMM_WORLD, plan, [&](const std::vector<std::int32_t>&) {
+      skip_mask_model m(widths, seed);
+      m.loss_is_sum = true;
+      return m;
+    }, options);
+    skip_mask_model reference(widths, seed);
+    const std::vector<std::int32_t> local = plan.stages_on_rank(pipe.grid().pipeline_rank());
+    for (const unsigned data_seed : {100u, 101u}) {
+      CAPTURE(data_seed);
+      const batch_data d = random_batch(batch, widths.front(), widths.back(), data_seed);
+      reference.set_batch(d.inputs, d.targets, d.mask, 1);
+      const double reference_loss = reference.sequential_step();
+      std::vector<std::int32_t> optimized;
+      const auto result = pipe.step(skip_mask_model::batch_type{d.inputs, d.targets, d.mask},
+                                    [&](std::int32_t s, std::span<double> g) {
+                                      CAPTURE(s);
+                                      CHECK(relative_difference(std::vector<double>(g.begin(), g.end()), reference.gradients(s)) <= 1e-12);
+                                      pipe.model().sgd(s, lr);
+                                      optimized.push_back(s);
+                                    });
+      CHECK(result.applied);
+      CHECK(std::abs(result.loss - reference_loss) <= 1e-12 * std::abs(reference_loss));
+      CHECK(optimized == local);
+      CHECK(pipe.model().mask_gradients == 0);
+      for (std::int32_t s = 0; s < plan.num_stages(); ++s) reference.sgd(s, lr);
+    }
+    for (const std::int32_t s : local) CHECK(relative_difference(pipe.model().parameters(s), reference.parameters(s)) <= 1e-12);
   }
 }

@@ -51,8 +51,9 @@ class reduction_observer final : public kokkos::observer {
 };
 
 /**
-@brief What `pipeline` needs of a model besides `kokkos::stage_model` and `mpi::gradient_model`,
-for a batch type `Batch`:
+@brief What `pipeline` needs of a model besides `kokkos::stage_model` (or, for a model whose stage
+boundaries carry several tensors, `kokkos::boundary_stage_model`: see kokkos/boundary.hpp) and
+`mpi::gradient_model`, for a batch type `Batch`:
 
 | Valid expression | Meaning |
 |---|---|
@@ -68,7 +69,7 @@ microbatch this rank computed): a non-finite loss is then reported with its micr
 (`nonfinite_report::finding`), else with its stage only.
 */
 template <class M, class Batch>
-concept batch_model = kokkos::stage_model<M> && mpi::gradient_model<M> &&
+concept batch_model = kokkos::stage_model<kokkos::executed_model_t<M>> && mpi::gradient_model<M> &&
                       requires(M& model, const Batch& batch, std::span<const std::int64_t> offsets) {
                         { model.batch_rows(batch) } -> std::convertible_to<std::int64_t>;
                         model.set_microbatches(batch, offsets);
@@ -237,9 +238,10 @@ class pipeline {
         plan_(plan),
         model_(make_model(plan.stages_on_rank(grid_.pipeline_rank()))),
         comm_(grid_.pipeline(), plan.shape(), options.communicator) {
-    static_assert(kokkos::stage_model<Model> && mpi::gradient_model<Model>,
-                  "stretto::training::pipeline: the model needs the stage functions (kokkos::stage_model) and "
-                  "model.gradients(stage) (mpi::gradient_model)");
+    static_assert(kokkos::stage_model<kokkos::executed_model_t<Model>> && mpi::gradient_model<Model>,
+                  "stretto::training::pipeline: the model needs the stage functions (kokkos::stage_model, or "
+                  "kokkos::boundary_stage_model for several tensors per boundary) and model.gradients(stage) "
+                  "(mpi::gradient_model)");
     attach(plan_);
     offsets_.reserve(static_cast<std::size_t>(plan.num_microbatches()) + 1);
   }
