@@ -37,3 +37,33 @@ stretto_plan_test(skippipe_time_limit EXIT 2 ONE_ERROR_LINE
 stretto_plan_test(skippipe_time_limit_bad EXIT 2 ONE_ERROR_LINE
   STDERR "^stretto-plan: error: --time-limit must be a finite number of seconds > 0, e.g. 60 \\(got '0'\\)\n$"
   ARGS skippipe --preset geo-distributed --time-limit 0)
+
+# --trace / --svg: the plan's iteration as a Chrome trace (one process per node, an arrow per
+# message along each path) and the plan above the full pipeline as one SVG. Geo-distributed, 30
+# microbatches, paths of L = 4 of S = 6 stages: each microbatch runs L forwards, the loss and L
+# backwards (30 · 9 = 270 ops) and sends 2L = 8 messages (every hop changes node: 240); the full
+# pipeline adds 30 · (2S + 1) = 390 boxes to the SVG (660).
+add_test(NAME tools.stretto_plan.skippipe_pictures_geo
+  COMMAND ${CMAKE_COMMAND} -DTRACE=${CMAKE_CURRENT_BINARY_DIR}/skippipe_geo.trace.json
+          -DSVG=${CMAKE_CURRENT_BINARY_DIR}/skippipe_geo.svg -DEXPECT_OPS=270 -DEXPECT_FLOWS=240 -DEXPECT_BOXES=660
+          -P ${CMAKE_CURRENT_SOURCE_DIR}/check_skippipe_pictures.cmake --
+          $<TARGET_FILE:stretto-plan> skippipe --preset geo-distributed --seed 1
+          --trace ${CMAKE_CURRENT_BINARY_DIR}/skippipe_geo.trace.json --svg ${CMAKE_CURRENT_BINARY_DIR}/skippipe_geo.svg)
+# Three nodes in a line (compute 1, 2, 1; latency 0.5; backward 2×, loss 0.5×; 2 microbatches):
+# the planner's paths are 0 > 2 > 1 and 0 > 1 > 2, and the trace holds the simulated times in µs
+# (the setting's unit read as seconds): microbatch 0's forward on node 2 starts at 1.5 (its forward
+# on node 0 ends at 1, plus the latency) and lasts w_2 = 1; microbatch 0's backward on node 1 lasts
+# 2 · w_1 = 4; the iteration ends at 19. 2 · 7 ops, 2 · 6 messages; the full pipeline adds 14 boxes.
+add_test(NAME tools.stretto_plan.skippipe_pictures_three_nodes
+  COMMAND ${CMAKE_COMMAND} -DTRACE=${CMAKE_CURRENT_BINARY_DIR}/skippipe_three.trace.json
+          -DSVG=${CMAKE_CURRENT_BINARY_DIR}/skippipe_three.svg -DEXPECT_OPS=14 -DEXPECT_FLOWS=12 -DEXPECT_BOXES=28
+          "-DTRACE_REGEX=\"iteration_time\": 19000000}.*\"name\": \"F0\", \"cat\": \"F\", \"ph\": \"X\", \"pid\": 2, \"tid\": 0, \"ts\": 1500000, \"dur\": 1000000,.*\"name\": \"B0\", \"cat\": \"B\", \"ph\": \"X\", \"pid\": 1, \"tid\": 0, \"ts\": 8000000, \"dur\": 4000000, \"args\": {\"stage\": 1, \"microbatch\": 0, \"kind\": \"backward\", \"node\": 1}"
+          -P ${CMAKE_CURRENT_SOURCE_DIR}/check_skippipe_pictures.cmake --
+          $<TARGET_FILE:stretto-plan> skippipe --setting ${_dir}/skippipe_three_nodes.json
+          --trace ${CMAKE_CURRENT_BINARY_DIR}/skippipe_three.trace.json --svg ${CMAKE_CURRENT_BINARY_DIR}/skippipe_three.svg)
+set_tests_properties(tools.stretto_plan.skippipe_pictures_geo tools.stretto_plan.skippipe_pictures_three_nodes
+  PROPERTIES LABELS tools TIMEOUT 120)
+# A file that cannot be written: exit status 1 and one line naming the option and the file.
+stretto_plan_test(skippipe_trace_unwritable EXIT 1 ONE_ERROR_LINE
+  STDERR "^stretto-plan: error: --trace /nonexistent-dir/x.json: cannot write the file"
+  ARGS skippipe --preset single-cluster --trace /nonexistent-dir/x.json)

@@ -99,9 +99,6 @@ void add_show_options(CLI::App& command, show_arguments& args) {
       ->type_name("{auto,always,never}");
 }
 
-namespace {
-
-/** @brief Writes `text` to `path`. @throws io_error with the system's reason. */
 void write_file(const std::string& option, const std::string& path, const std::string& text) {
   errno = 0;
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
@@ -111,6 +108,8 @@ void write_file(const std::string& option, const std::string& path, const std::s
     throw io_error(option + " " + path + ": cannot write the file" +
                    (errno != 0 ? std::string(" (") + std::strerror(errno) + ")" : std::string()));
 }
+
+namespace {
 
 std::string title_of(const simulate_request& request, const simulate_result& result) {
   const stretto::pipeline_shape& shape = result.schedule.shape();

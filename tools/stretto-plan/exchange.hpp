@@ -44,6 +44,9 @@ name = the file's path, summary "read from <path>", the inferred placement. Stab
 */
 const stretto::policies::policy_info& imported_policy(const std::string& path, const stretto::schedule& s);
 
+/** @brief Writes `text` to `path` (the file given with `option`). @throws io_error with the system's reason. */
+void write_file(const std::string& option, const std::string& path, const std::string& text);
+
 /** @brief The options of `export`, as typed. */
 struct export_arguments {
   std::string svg, trace, csv, json;  ///< output paths; at least one

@@ -12,6 +12,7 @@
 #include <fstream>
 #include <iterator>
 #include <ostream>
+#include <sstream>
 #include <string>
 #include <system_error>
 #include <vector>
@@ -19,10 +20,12 @@
 #include <stretto/core/errors.hpp>
 #include <stretto/io/schedule_json.hpp>
 #include <stretto/io/skippipe_setting.hpp>
+#include <stretto/io/skippipe_trace.hpp>
 #include <stretto/skippipe/planner.hpp>
 #include <stretto/skippipe/presets.hpp>
 
 #include "costs_file.hpp"
+#include "exchange.hpp"
 
 namespace stretto_plan {
 
@@ -45,6 +48,13 @@ CLI::App* add_skippipe_command(CLI::App& app, skippipe_arguments& args) {
                    "Seconds the planner may search before the command stops with exit status 2")
       ->capture_default_str()
       ->type_name("SECONDS");
+  command->add_option("--trace", args.trace,
+                      "Write the SkipPipe plan's simulated iteration as Chrome trace / Perfetto JSON (one process per node, "
+                      "one arrow per message along each microbatch's path; the setting's time unit read as seconds)")
+      ->type_name("FILE");
+  command->add_option("--svg", args.svg,
+                      "Write the SkipPipe plan's simulated iteration above the full pipeline's as one SVG picture (one row per node)")
+      ->type_name("FILE");
   command->footer(
       "Times are in the setting's unit (the presets use seconds). The full pipeline sends every microbatch through\n"
       "every stage (1F1B order on each node); random skip draws paths of the same length at random.\n"
@@ -124,6 +134,22 @@ void run_skippipe(const skippipe_arguments& args, std::ostream& out) {
     const std::vector<sp::path>* paths;
   };
   const row rows[] = {{"skippipe", &plan.run, &plan.paths}, {"full-pipeline", &full_run, &full}, {"random-skip", &random_run, &random}};
+
+  if (!args.trace.empty()) {
+    std::ostringstream text;
+    stretto::io::write_skippipe_chrome_trace(text, s, plan.run, "skippipe plan, " + source + ", seed " + std::to_string(seed));
+    write_file("--trace", args.trace, text.str());
+  }
+  if (!args.svg.empty()) {
+    stretto::io::svg_options plan_options, full_options;
+    plan_options.title = "SkipPipe plan on " + source + " (seed " + std::to_string(seed) + "): iteration " + fixed(plan.run.iteration_time);
+    full_options.title = "full pipeline: iteration " + fixed(full_run.iteration_time);
+    const std::string pictures[] = {stretto::io::skippipe_to_svg(s, plan.run, plan_options),
+                                    stretto::io::skippipe_to_svg(s, full_run, full_options)};
+    std::ostringstream text;
+    stretto::io::write_svg_stack(text, pictures);
+    write_file("--svg", args.svg, text.str());
+  }
 
   if (args.json) {
     out.precision(17);

@@ -24,6 +24,8 @@ struct skippipe_arguments {
   std::string seed{"1"};     ///< --seed N
   bool json{false};          ///< --json
   std::string time_limit{"60"};  ///< --time-limit SECONDS: the planner stops (exit 2) when it runs longer
+  std::string trace;         ///< --trace FILE: the SkipPipe plan's simulated iteration as Chrome trace JSON
+  std::string svg;           ///< --svg FILE: the plan's and the full pipeline's iterations as one SVG
 };
 
 /** @brief Declares the `skippipe` subcommand of `app`, bound to `args`. */

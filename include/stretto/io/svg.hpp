@@ -37,6 +37,7 @@ struct svg_options {
   double row_height{22.0};    ///< height of one rank's row
   double font_size{11.0};     ///< label size; a label is drawn only when its box is wide and tall enough
   std::string time_unit;      ///< the axis label's unit, e.g. "ms"; empty: "time"
+  std::string row_label{"rank"};  ///< each row's label is this and the row's number ("node" for SkipPipe)
 };
 
 namespace detail {
@@ -152,7 +153,7 @@ inline void write_svg(std::ostream& out, const sim::timeline& events, const trac
     out << "<rect class=\"idle\" x=\"" << svg_number(left) << "\" y=\"" << svg_number(y + 1) << "\" width=\"" << svg_number(width)
         << "\" height=\"" << svg_number(row - 2) << "\" fill=\"#e6e6e6\"/>\n";
     out << "<text x=\"" << svg_number(left - 6) << "\" y=\"" << svg_number(y + row / 2 + options.font_size * 0.35)
-        << "\" text-anchor=\"end\">rank " << r << "</text>\n";
+        << "\" text-anchor=\"end\">" << detail::xml_escape(options.row_label) << " " << r << "</text>\n";
   }
 
   // Time axis: ticks at 1, 2 or 5 × 10^k, about ten of them.
