@@ -3,16 +3,8 @@
 # a traceEvents array; the SVG holds EXPECT_OPS op boxes and two stacked pictures.
 #   cmake -DTRACE=<file> -DSVG=<file> -DEXPECT_OPS=<n> -P check_step_pictures.cmake -- <command...>
 cmake_minimum_required(VERSION 3.24)
-set(_command)
-set(_after FALSE)
-math(EXPR _last "${CMAKE_ARGC} - 1")
-foreach(_i RANGE 0 ${_last})
-  if(_after)
-    list(APPEND _command "${CMAKE_ARGV${_i}}")
-  elseif(CMAKE_ARGV${_i} STREQUAL "--")
-    set(_after TRUE)
-  endif()
-endforeach()
+include(${CMAKE_CURRENT_LIST_DIR}/../common/command_after_separator.cmake)
+stretto_command_after_separator(_command)
 file(REMOVE "${TRACE}" "${SVG}")
 execute_process(COMMAND ${_command} RESULT_VARIABLE _status OUTPUT_VARIABLE _out ERROR_VARIABLE _err)
 if(NOT _status EQUAL 0)
