@@ -191,7 +191,9 @@ rank), the pipeline's `mpi::communicator`, the stage groups of the gradient redu
    `pipeline_options::align_steps`, a barrier;
 2. this rank's op list runs; each stage's gradient all-reduce over the ranks that hold it (its
    data-parallel group, and both replicas of a bidirectional schedule) starts right after the
-   stage's last W or BW, while the other stages still compute (`mpi::gradient_reduction`);
+   stage's last W or BW, while the other stages still compute (`mpi::gradient_reduction`),
+   once the model's compute instance (`model.compute_space()`, else the executor's) is fenced:
+   on an asynchronous execution space the W's kernels may still be queued when W returns;
 3. the all-reduces are awaited (bounded; the wait is the exposed reduction time); one pass over
    each local stage's gradients divides them by B and checks that they are finite;
 4. the loss is summed over the world in one all-reduce of one value, which also carries whether
@@ -271,6 +273,7 @@ class pipeline {
     const auto origin = clock::now();
     reduction_->begin_step_for(model_, origin);
     const kokkos::step_record& record = executor_->run_step(origin);
+    fence_compute();  // every W's kernels are done before the gradients are read below
     reduction_->wait();
     const double scale = 1.0 / static_cast<double>(rows);
 
@@ -430,9 +433,20 @@ class pipeline {
   // The gradient reduction, its observer and the executor of `s` (first the reduction's observer).
   void attach(const schedule& s) {
     reduction_.emplace(grid_, s, options_.reduction);
+    // A stage's all-reduce reads gradients that its W's kernels wrote: on an asynchronous
+    // execution space they may still be queued, so the compute instance is fenced first.
+    reduction_->set_before_start([this](std::int32_t) { fence_compute(); });
     observer_.emplace(*reduction_);
     executor_.emplace(s, model_, comm_, options_.executor);
     executor_->add_observer(*observer_);
+  }
+
+  // Waits for the kernels queued on the model's compute instance: `model.compute_space()` when the
+  // model has one (the instance its W's kernels run on), else the executor's (the default
+  // instance). Never the whole device.
+  void fence_compute() {
+    if constexpr (requires { model_.compute_space().fence(); }) model_.compute_space().fence();
+    else executor_->compute_space().fence();
   }
 
   // Divides every gradient by the batch (`scale` = 1/B) and returns whether all are finite, in one pass.
