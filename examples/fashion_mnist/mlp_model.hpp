@@ -4,7 +4,8 @@
 @brief A multilayer perceptron cut into pipeline stages, as a `stretto::kokkos::stage_model`.
 
 Used by the Fashion-MNIST demo and by the gradient-equivalence tests. Dense layers run on
-`KokkosBlas::gemm`; bias, ReLU and the softmax cross-entropy run as Kokkos kernels.
+`KokkosBlas::gemm` (on the model's compute instance: `stretto::kokkos::blas_stream_guard`);
+bias, ReLU and the softmax cross-entropy run as Kokkos kernels.
 
 **Shapes.** `widths = {w0, w1, ..., wL}` gives L dense layers; layer l maps `[rows, w_l]` to
 `[rows, w_{l+1}]` as y = x·Wᵀ + b, with ReLU after every layer but the last. Weights are
@@ -38,6 +39,7 @@ comparable bit for bit up to summation order.
 
 #include <stretto/detail/text.hpp>
 #include <stretto/io/checkpoint.hpp>
+#include <stretto/kokkos/blas_stream.hpp>
 #include <stretto/kokkos/executor.hpp>
 
 namespace stretto::examples {
@@ -104,8 +106,9 @@ class mlp_model {
   @brief The execution-space instance the model's kernels (bias, ReLU, loss, optimizer) run on;
   the executor fences it and queues received inputs' copies on it. The default instance unless
   `set_compute_space` chose another (e.g. a `stretto::kokkos::execution_instance`'s stream).
-  GEMMs go through `KokkosBlas::gemm`, which in Kokkos Kernels 3.4 takes no instance: on a GPU
-  they run on the default stream, which a blocking stream stays ordered with.
+  GEMMs go through `KokkosBlas::gemm`, which in Kokkos Kernels 3.4 takes no instance: each runs
+  under a `stretto::kokkos::blas_stream_guard` of this instance (with cuBLAS, on its stream;
+  else fenced around).
   */
   const ExecutionSpace& compute_space() const noexcept { return space_; }
   /** @brief Runs the kernels on `space` from now on. @pre set before the executor is made; `space` outlives the model's use. */
@@ -249,8 +252,10 @@ class mlp_model {
       state.dz[k] = dz;
       if (l > first) {
         g = reuse(state.dx_store[k], "mlp::dx", dz.extent(0), widths_[static_cast<std::size_t>(l)]);
+        const stretto::kokkos::blas_stream_guard<ExecutionSpace> on_stream(space_);
         KokkosBlas::gemm("N", "N", Scalar(1), dz, layer(l).weight, Scalar(0), g);
       } else if (dx.extent(0) > 0) {
+        const stretto::kokkos::blas_stream_guard<ExecutionSpace> on_stream(space_);
         KokkosBlas::gemm("N", "N", Scalar(1), dz, layer(l).weight, Scalar(0), dx);
       }
     }
@@ -274,7 +279,10 @@ class mlp_model {
       const auto k = static_cast<std::size_t>(l - first);
       auto& ly = layer(l);
       const matrix_type dz = state.dz.at(k);
-      KokkosBlas::gemm("T", "N", Scalar(1), dz, state.acts[k], Scalar(1), ly.weight_grad);
+      {
+        const stretto::kokkos::blas_stream_guard<ExecutionSpace> on_stream(space_);
+        KokkosBlas::gemm("T", "N", Scalar(1), dz, state.acts[k], Scalar(1), ly.weight_grad);
+      }
       const vector_type db = ly.bias_grad;
       const auto rows = static_cast<std::int64_t>(dz.extent(0));
       Kokkos::parallel_for(
@@ -608,7 +616,10 @@ class mlp_model {
   // private or protected member function. Not part of the model's interface.
   void dense_forward(std::int32_t l, const matrix_type& x, const matrix_type& y) {
     auto& ly = layer(l);
-    KokkosBlas::gemm("N", "T", Scalar(1), x, ly.weight, Scalar(0), y);
+    {
+      const stretto::kokkos::blas_stream_guard<ExecutionSpace> on_stream(space_);
+      KokkosBlas::gemm("N", "T", Scalar(1), x, ly.weight, Scalar(0), y);
+    }
     const vector_type b = ly.bias;
     const bool relu = has_relu(l);
     Kokkos::parallel_for(

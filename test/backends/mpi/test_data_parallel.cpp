@@ -6,7 +6,9 @@
 // whole batch (mean loss, double precision), and the reported loss equals the sequential loss.
 // Each stage's gradient all-reduce starts exactly once per step, right after that stage's last
 // W or BW on the rank (before the rank's next op begins); a reduction that a rank never joins
-// times out with a diagnostic naming rank, stage and op.
+// times out with a diagnostic naming rank, stage and op. On an asynchronous execution space
+// (emulated: a model whose W writes only when its instance is fenced) the all-reduce starts after
+// a fence; staged through host buffers (forced) it gives the direct path's results bit for bit.
 #include <doctest/doctest.h>
 
 #include <mpi.h>
@@ -22,6 +24,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <stretto/mpi/gradient_reduction.hpp>
@@ -301,4 +304,229 @@ TEST_CASE("mpi.data_parallel.reduction_timeout_names_rank_stage_and_op") {
   }
   REQUIRE(done);
   for (const double g : gradients) CHECK(g == doctest::Approx(w * (w + 1) / 2.0));
+}
+
+namespace {
+
+// The demo's MLP with its W deferred to its compute instance's fence, as on an asynchronous
+// execution space (a GPU stream), where W returns once its kernels are queued: `backward_weight`
+// only queues the accumulation, and `compute_space().fence()` runs the queued ones in order. The
+// executor converts the instance to the host's execution space (whose fence runs nothing), so only
+// a fence of the model's own instance writes the gradients: a reduction that read them before one
+// would sum partial gradients.
+class deferred_model {
+ public:
+  using matrix_type = model_type::matrix_type;
+  struct instance {
+    deferred_model* owner{nullptr};
+    void fence() const { owner->run_queued(); }
+    operator matrix_type::execution_space() const { return {}; }  // what the executor fences: nothing
+  };
+
+  deferred_model(std::int32_t stages, const std::vector<std::int32_t>& local) : inner_(widths, stages, local, seed) {
+    queued_per_stage_.assign(static_cast<std::size_t>(stages), 0);
+  }
+
+  const instance& compute_space() {
+    space_.owner = this;  // the pipeline holds the model by value: point at where it lives now
+    return space_;
+  }
+  std::int64_t input_features(std::int32_t s) const { return inner_.input_features(s); }
+  std::int64_t output_features(std::int32_t s) const { return inner_.output_features(s); }
+  std::int64_t microbatch_rows(std::int32_t mb) const { return inner_.microbatch_rows(mb); }
+  matrix_type input(std::int32_t mb) const { return inner_.input(mb); }
+  void forward(std::int32_t s, std::int32_t mb, const matrix_type& x, const matrix_type& y) { inner_.forward(s, mb, x, y); }
+  double loss(std::int32_t mb, const matrix_type& y, const matrix_type& dy) { return inner_.loss(mb, y, dy); }
+  void backward_input(std::int32_t s, std::int32_t mb, const matrix_type& dy, const matrix_type& dx) {
+    inner_.backward_input(s, mb, dy, dx);
+  }
+  void backward_weight(std::int32_t s, std::int32_t mb) {
+    queued_.push_back({s, mb});
+    ++queued_per_stage_[static_cast<std::size_t>(s)];
+  }
+  std::span<double> gradients(std::int32_t s) { return inner_.gradients(s); }
+  static std::int64_t batch_rows(const model_type::batch_data& b) { return model_type::batch_rows(b); }
+  void set_microbatches(const model_type::batch_data& b, std::span<const std::int64_t> offsets) {
+    inner_.set_microbatches(b, offsets);
+  }
+
+  model_type& inner() noexcept { return inner_; }
+  /// W's of `stage` queued and not yet run (written at the next fence).
+  std::int32_t queued(std::int32_t stage) const { return queued_per_stage_[static_cast<std::size_t>(stage)]; }
+  /// Fences that ran at least one queued W.
+  std::int32_t writing_fences() const noexcept { return writing_fences_; }
+
+ private:
+  void run_queued() {
+    if (!queued_.empty()) ++writing_fences_;
+    for (const auto& [s, mb] : queued_) inner_.backward_weight(s, mb);
+    queued_.clear();
+    std::fill(queued_per_stage_.begin(), queued_per_stage_.end(), 0);
+  }
+
+  model_type inner_;
+  instance space_{};
+  std::vector<std::pair<std::int32_t, std::int32_t>> queued_;  // (stage, microbatch), in W order
+  std::vector<std::int32_t> queued_per_stage_;
+  std::int32_t writing_fences_{0};
+};
+
+// Right after each all-reduce start (observers run after the pipeline's own), whether the
+// stage's W's were all written: counts the starts and those that found none still queued.
+class start_checker final : public stretto::kokkos::observer {
+ public:
+  start_checker(const stretto::training::pipeline<deferred_model>& pipe, deferred_model& model)
+      : pipe_(pipe), model_(model) {}
+  std::int32_t started{0}, written{0};
+  void on_compute_end(std::size_t index, const stretto::op&, clock::time_point) override {
+    const auto& reduction = pipe_.reduction();
+    for (const std::int32_t stage : reduction.local_stages())
+      if (reduction.group_size(stage) > 1 && reduction.started_after(stage) == static_cast<std::int64_t>(index)) {
+        ++started;
+        written += model_.queued(stage) == 0 ? 1 : 0;
+      }
+  }
+
+ private:
+  const stretto::training::pipeline<deferred_model>& pipe_;
+  deferred_model& model_;
+};
+
+}  // namespace
+
+// The gradient all-reduce on an asynchronous execution space: with W's work done only when the
+// model's compute instance is fenced (deferred_model), the pipeline fences that instance before
+// each stage's all-reduce starts, so the reduced gradients, and the weights after two steps, equal
+// the sequential run's (1e-12), with the executor's default fences (fence_every_op off).
+TEST_CASE("mpi.data_parallel.reduction_fences_the_compute_instance_first" * doctest::timeout(200)) {
+  const int w = world_size();
+  if (w < 2) return;  // no all-reduce on one rank
+  model_type reference(widths, 1, {0}, seed);
+  const std::vector<model_type::batch_data> data{reference.random_batch(batch, 500), reference.random_batch(batch, 501)};
+  std::vector<double> reference_loss;
+  for (const auto& d : data) reference_loss.push_back(reference.sequential_step(d, lr, momentum));
+
+  int combos = 0;
+  for (const std::int32_t pp : {1, 2, 4}) {
+    if (w % pp != 0 || w / pp > 4) continue;
+    for (const std::string_view name : {"1f1b", "zb-v", "chimera"}) {
+      const auto& policy = stretto::policies::find_policy(name);
+      for (const std::int32_t m : {1, 2 * pp}) {
+        const stretto::pipeline_shape shape{pp, m, policy.default_chunks};
+        if (!policy.check(shape).empty()) continue;
+        if (w / pp < 2 && name != "chimera") continue;  // one copy of each stage: nothing to reduce
+        const stretto::schedule plan = stretto::policies::make_schedule(name, shape);
+        CAPTURE(name);
+        CAPTURE(pp);
+        CAPTURE(m);
+        stretto::training::pipeline_options options = test_options();
+        REQUIRE_FALSE(options.executor.fence_every_op);
+        stretto::training::pipeline<deferred_model> pipe(
+            MPI_COMM_WORLD, plan, [&](std::vector<std::int32_t> local) { return deferred_model(plan.num_stages(), local); },
+            options);
+        deferred_model& model = pipe.model();
+        start_checker checker(pipe, model);
+        pipe.add_observer(checker);
+        std::int32_t reduced = 0;  // local stages with more than one holder
+        for (const std::int32_t stage : pipe.reduction().local_stages()) reduced += pipe.reduction().group_size(stage) > 1;
+        for (std::size_t step = 0; step < data.size(); ++step) {
+          const auto result = pipe.step(data[step], [&](std::int32_t stage, std::span<double>) {
+            model.inner().apply_gradients(stage, lr, momentum);
+          });
+          CHECK(std::abs(result.loss - reference_loss[step]) <= 1e-12 * std::abs(reference_loss[step]));
+        }
+        CHECK(reduced > 0);
+        CHECK(checker.started == 2 * reduced);  // each reduced stage's all-reduce, in each step
+        CHECK(checker.written == checker.started);  // every one after its stage's W's were written
+        CHECK(model.writing_fences() >= checker.started);
+        for (const std::int32_t s : plan.stages_on_rank(pipe.grid().pipeline_rank()))
+          for (std::int32_t l = model.inner().first_layer(s); l < model.inner().first_layer(s + 1); ++l) {
+            CAPTURE(l);
+            CHECK(relative_difference(model.inner().parameters(l), reference.parameters(l)) <= 1e-12);
+          }
+        CHECK(model.inner().held_microbatches() == 0);
+        ++combos;
+        MPI_Barrier(MPI_COMM_WORLD);
+      }
+    }
+  }
+  CHECK(combos >= 2);
+}
+
+namespace {
+
+// One run of `plan` through the step API with the gradient all-reduce on `path`: every step's
+// loss, the mean gradients the optimizer is given (this rank's stages, in order) and the weights.
+struct reduction_run {
+  std::vector<double> losses, gradients, weights;
+  bool staged{false};
+  std::size_t staging_allocations{0}, local_stages{0};
+};
+
+reduction_run train_reducing(const stretto::schedule& plan, stretto::kokkos::message_path path,
+                             const std::vector<model_type::batch_data>& data) {
+  stretto::training::pipeline_options options = test_options();
+  options.executor.messages = path;
+  stretto::training::pipeline<model_type> pipe(
+      MPI_COMM_WORLD, plan, [&](std::vector<std::int32_t> local) { return model_type(widths, plan.num_stages(), local, seed); },
+      options);
+  model_type& model = pipe.model();
+  reduction_run out;
+  out.staged = pipe.stages_gradients();
+  for (const auto& d : data) {
+    const auto result = pipe.step(d, [&](std::int32_t stage, std::span<double> g) {
+      out.gradients.insert(out.gradients.end(), g.begin(), g.end());
+      model.apply_gradients(stage, lr, momentum);
+    });
+    out.losses.push_back(result.loss);
+  }
+  const auto local = plan.stages_on_rank(pipe.grid().pipeline_rank());
+  out.local_stages = local.size();
+  for (const std::int32_t s : local)
+    for (std::int32_t l = model.first_layer(s); l < model.first_layer(s + 1); ++l) {
+      const auto p = model.parameters(l);
+      out.weights.insert(out.weights.end(), p.begin(), p.end());
+    }
+  out.staging_allocations = pipe.gradient_staging_allocations();
+  MPI_Barrier(MPI_COMM_WORLD);
+  return out;
+}
+
+}  // namespace
+
+// The gradient all-reduce staged through host buffers (the path of gradients in device memory
+// with an MPI that is not device-aware), forced on the host with `message_path::staged`: the
+// losses, the reduced mean gradients and the weights after three steps equal the direct path's
+// bit for bit, and the host buffers are allocated once per local stage (on the first step).
+TEST_CASE("mpi.data_parallel.staged_reduction_equals_the_direct_one_bit_for_bit" * doctest::timeout(200)) {
+  const int w = world_size();
+  if (w < 2) return;  // no all-reduce on one rank
+  model_type maker(widths, 1, {0}, seed);
+  const std::vector<model_type::batch_data> data{maker.random_batch(batch, 600), maker.random_batch(batch, 601),
+                                                 maker.random_batch(batch, 602)};
+  int combos = 0;
+  for (const std::int32_t pp : {1, 2, 4}) {
+    if (w % pp != 0 || w / pp > 4) continue;
+    for (const std::string_view name : {"1f1b", "zb-v", "chimera"}) {
+      const auto& policy = stretto::policies::find_policy(name);
+      const stretto::pipeline_shape shape{pp, 2 * pp, policy.default_chunks};
+      if (!policy.check(shape).empty()) continue;
+      if (w / pp < 2 && name != "chimera") continue;  // one copy of each stage: nothing to reduce
+      CAPTURE(name);
+      CAPTURE(pp);
+      const stretto::schedule plan = stretto::policies::make_schedule(name, shape);
+      const reduction_run direct = train_reducing(plan, stretto::kokkos::message_path::automatic, data);
+      const reduction_run staged = train_reducing(plan, stretto::kokkos::message_path::staged, data);
+      CHECK_FALSE(direct.staged);  // host memory: the direct path by default
+      CHECK(staged.staged);
+      REQUIRE(direct.gradients.size() > 0);
+      CHECK(staged.losses == direct.losses);  // exact: the same sums of the same values
+      CHECK(staged.gradients == direct.gradients);
+      CHECK(staged.weights == direct.weights);
+      CHECK(direct.staging_allocations == 0);
+      CHECK(staged.staging_allocations == staged.local_stages);  // on the first step only
+      ++combos;
+    }
+  }
+  CHECK(combos >= 2);
 }

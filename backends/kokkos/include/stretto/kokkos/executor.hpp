@@ -165,12 +165,14 @@ struct executor_options {
   /// How messages reach the transport when the views live in memory the host cannot read (a GPU's);
   /// see `executor`, "Messages on a device".
   message_path messages{message_path::automatic};
-  /// Fence the compute instance after every op (true, the default): each op's `compute_end` is
-  /// when its kernels have finished, and observers see its results. false: fence only where a
-  /// dependency needs it (before an op's output leaves the rank, and at the step's end), so that
-  /// a GPU queues op after op; then, on an asynchronous execution space, `compute_end` of an op
-  /// that sends nothing is when its kernels were queued. The same on a host backend either way.
-  bool fence_every_op{true};
+  /// false (the default): fence the compute instance only where a dependency needs it (before an
+  /// op's output leaves the rank, and at the step's end), so that a GPU queues op after op; then,
+  /// on an asynchronous execution space, `compute_end` of an op that sends nothing is when its
+  /// kernels were queued, and an observer that reads an op's results on the host fences the
+  /// compute instance first (as `training::pipeline`'s gradient all-reduce does). true: fence after
+  /// every op, so that each op's `compute_end` is when its kernels have finished (op timings on a
+  /// GPU). The same on a host backend either way.
+  bool fence_every_op{false};
 };
 
 /**
@@ -182,8 +184,8 @@ struct executor_options {
   within the executor's overhead);
 - `compute_begin`, `compute_end`: the stage function's call, from the moment its input is there
   to the end of the fence of the compute instance after it (its output's send is posted inside;
-  with `executor_options::fence_every_op` false, on an asynchronous execution space, an op
-  that sends nothing ends when its kernels were queued);
+  with `executor_options::fence_every_op` false, the default, on an asynchronous execution
+  space, an op that sends nothing ends when its kernels were queued);
 - `send_complete`: when the executor saw the send of the op's output complete (it tests pending
   sends after every op and waits for the rest at the step's end, so this is an upper bound);
   `compute_end` for ops that send nothing to another rank (W, a local hand-over, the loss).
@@ -254,7 +256,9 @@ class observer {
   virtual void on_wait_begin(std::size_t /*index*/, const op& /*o*/, clock::time_point /*t*/) {}
   /// Op `index`'s input is there; its stage function is called now.
   virtual void on_compute_begin(std::size_t /*index*/, const op& /*o*/, clock::time_point /*t*/) {}
-  /// Op `index`'s stage function returned and its kernels are fenced.
+  /// Op `index`'s stage function returned; its kernels are fenced if its output left the rank or
+  /// `executor_options::fence_every_op` is set (else, on a device, they may still be queued: fence
+  /// the compute instance before reading its results on the host).
   virtual void on_compute_end(std::size_t /*index*/, const op& /*o*/, clock::time_point /*t*/) {}
   /// Op `index`'s output is delivered (its send completed, or it needed none).
   virtual void on_send_complete(std::size_t /*index*/, const op& /*o*/, clock::time_point /*t*/) {}

@@ -13,10 +13,12 @@ as soon as that stage's last W (or BW) of the step has run on this rank.
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include <stretto/core/errors.hpp>
@@ -62,6 +64,14 @@ lists; the two replicas of a bidirectional stage each reduce on their own commun
 stage), so the collectives match. Between ops it tests the outstanding reductions, so that MPI
 moves them forward (a progress thread of the `communicator` does so too, while stages compute).
 `wait()`, before the optimizer step, waits for all of them.
+
+**Gradients written by a device.** On an asynchronous execution space (a GPU stream) a W
+returns when its kernels are queued, not when they ran. `set_before_start(hook)` gives a
+callable run right before a stage's all-reduce is started (only when the stage has more than one
+holder), e.g. a fence of the execution-space instance whose kernels wrote the gradients:
+`training::pipeline` sets one that fences the model's compute instance. This class names no
+device: without a hook the gradients are taken as written when `op_done` is called (a host
+backend, or an executor with `executor_options::fence_every_op`).
 
 **Bounded.** `wait` gives each reduction at most `timeout`, then reports rank, stage, group and
 the op after which it started (see `timeout_action`), like the communicator's waits.
@@ -127,6 +137,14 @@ class gradient_reduction {
       }
     }
   }
+
+  /**
+  @brief Sets what runs right before a stage's all-reduce starts: `hook(stage)`, e.g. a fence of
+  the execution-space instance that wrote the gradients (see the class). Called once per stage
+  and step, from `op_done`, only for stages with more than one holder; an empty `hook` (the
+  default) runs nothing. Set it before the step; it is kept across steps.
+  */
+  void set_before_start(std::function<void(std::int32_t stage)> hook) { before_start_ = std::move(hook); }
 
   /** @brief `begin_step` with `model.gradients(stage)`. */
   template <gradient_model Model>
@@ -195,6 +213,7 @@ class gradient_reduction {
     if (b.count > static_cast<std::size_t>(INT_MAX))
       throw argument_error(stretto::detail::cat("stretto::mpi::gradient_reduction: stage ", stage, " has ", b.count,
                                                 " gradient values; at most INT_MAX fit in one all-reduce"));
+    if (before_start_) before_start_(stage);  // e.g. the device's kernels that wrote them are done
     MPI_Iallreduce(MPI_IN_PLACE, b.data, static_cast<int>(b.count), b.type, MPI_SUM, groups_.group(stage), &requests_[k]);
   }
 
@@ -233,6 +252,7 @@ class gradient_reduction {
   std::vector<double> start_times_;          // per stage: seconds since the origin
   std::vector<MPI_Request> requests_;
   std::vector<buffer> buffers_;
+  std::function<void(std::int32_t)> before_start_;  // before each all-reduce (see set_before_start)
   clock::time_point origin_{};
   double exposed_{0.0};
 };

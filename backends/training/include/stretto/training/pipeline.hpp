@@ -34,6 +34,7 @@ and the data-parallel gradient reduction, and trains one global batch per `step(
 #include <stretto/mpi/gradient_reduction.hpp>
 #include <stretto/mpi/process_grid.hpp>
 #include <stretto/training/checkpoint.hpp>
+#include <stretto/training/gradient_staging.hpp>
 
 namespace stretto::training {
 
@@ -192,7 +193,9 @@ rank), the pipeline's `mpi::communicator`, the stage groups of the gradient redu
    `pipeline_options::align_steps`, a barrier;
 2. this rank's op list runs; each stage's gradient all-reduce over the ranks that hold it (its
    data-parallel group, and both replicas of a bidirectional schedule) starts right after the
-   stage's last W or BW, while the other stages still compute (`mpi::gradient_reduction`);
+   stage's last W or BW, while the other stages still compute (`mpi::gradient_reduction`),
+   once the model's compute instance (`model.compute_space()`, else the executor's) is fenced:
+   on an asynchronous execution space the W's kernels may still be queued when W returns;
 3. the all-reduces are awaited (bounded; the wait is the exposed reduction time); one pass over
    each local stage's gradients divides them by B and checks that they are finite;
 4. the loss is summed over the world in one all-reduce of one value, which also carries whether
@@ -208,6 +211,15 @@ Per step this costs, besides the ops: the gradient all-reduces (data parallelism
 all-reduce of one double (none on one rank), one pass over the local gradients (scale and check)
 and one that zeroes them (unless `zero_gradients` is false), and a barrier with `align_steps`.
 
+**Gradients in device memory** (a GPU build: `model.gradients(s)` points into memory the host
+cannot read, the executor's `memory_space`). Where the executor stages its messages (MPI not
+device-aware, `kokkos::message_path`), each stage's all-reduce sums a host copy: right before it
+starts, the compute instance is fenced and the gradients are copied into a host buffer (pinned on
+a GPU, `kokkos::device_traits`) on that instance; after the all-reduces the step scales and checks
+the host copy and copies it back (`gradient_staging`). With a device-aware MPI the device buffer
+is summed in place and copied to the host for the scale and check only. The buffers are allocated
+on the first step: none per step after it. The optimizer's span then points into device memory.
+
 The result equals a sequential step on the whole batch with the mean loss, up to the order of
 floating-point sums (the tests check 1e-12 in double). With B a power of two the division is
 exact, so a model that divides its loss gradient by B itself gives bit for bit the same result.
@@ -222,8 +234,8 @@ valid batch; `nonfinite_error` on every rank for a non-finite loss or gradient (
 `nonfinite_action::throw_error`); timeouts as `pipeline_options` say, with rank, stage and op.
 
 @pre MPI initialised (with `MPI_THREAD_MULTIPLE` for the default progress thread); Kokkos
-initialised with a host-accessible default memory space (the gradients are summed in place by
-MPI on host memory).
+initialised; `model.gradients(s)` in the executor's memory space (host memory, or device memory
+as above).
 */
 template <class Model>
 class pipeline {
@@ -271,8 +283,10 @@ class pipeline {
       wait_or_fail(barrier, "the barrier before the step (align_steps)");
     }
     const auto origin = clock::now();
-    reduction_->begin_step_for(model_, origin);
+    staging_.begin_step();
+    reduction_->begin_step([this](std::int32_t stage) { return reduction_buffer(stage); }, origin);
     const kokkos::step_record& record = executor_->run_step(origin);
+    fence_compute();  // every W's kernels are done before the gradients are read below
     reduction_->wait();
     const double scale = 1.0 / static_cast<double>(rows);
 
@@ -289,7 +303,7 @@ class pipeline {
       finding = loss_finding(record.loss, last_stage);
     }
     for (std::int32_t stage : local)
-      if (!scale_and_check(std::span(model_.gradients(stage)), scale) && stage + 1 > priority) {
+      if (!scale_and_check_stage(stage, scale) && stage + 1 > priority) {
         priority = stage + 1;
         finding = stretto::detail::cat("non-finite gradient of stage ", stage);
       }
@@ -309,7 +323,7 @@ class pipeline {
 
     step_result result{total * scale, reduction_->exposed_seconds(), &record, record.loss * scale, true, {}};
     if (report) {
-      for (std::int32_t stage : local) zero(std::span(model_.gradients(stage)));
+      for (std::int32_t stage : local) staging_type::zero(std::span(model_.gradients(stage)), executor_->compute_space());
       if (options_.on_nonfinite == nonfinite_action::throw_error) {
         const std::string what =
             report.origin == grid_.world_rank()
@@ -328,7 +342,7 @@ class pipeline {
       if constexpr (std::is_invocable_v<Optimizer&, std::int32_t, decltype(gradients)>) optimizer(stage, gradients);
       else optimizer(stage);
       Kokkos::fence();  // the hook's kernels are done with the gradients
-      if (options_.zero_gradients) zero(gradients);
+      if (options_.zero_gradients) staging_type::zero(gradients, executor_->compute_space());
     }
     return result;
   }
@@ -398,6 +412,14 @@ class pipeline {
   const Model& model() const noexcept { return model_; }
   kokkos::executor<Model, mpi::communicator>& executor() noexcept { return *executor_; }
   const mpi::gradient_reduction& reduction() const noexcept { return *reduction_; }
+  /**
+  @brief Whether the gradient all-reduce sums host copies of the gradients (staged through host
+  buffers, pinned on a GPU): the executor stages its messages (`executor_options::messages`;
+  by default when the views are not host-accessible and MPI is not device-aware).
+  */
+  bool stages_gradients() const noexcept { return staging_.reduces_on_host(); }
+  /// Host gradient buffers allocated so far (one per local stage on the first staged step; none on a host backend's direct path).
+  std::size_t gradient_staging_allocations() const noexcept { return staging_.allocations(); }
   /// This copy's microbatch boundaries of the last step: m + 1 row offsets into the global batch.
   std::span<const std::int64_t> offsets() const noexcept { return offsets_; }
   /// The number of `step` calls so far (the one running included).
@@ -432,9 +454,43 @@ class pipeline {
   // The gradient reduction, its observer and the executor of `s` (first the reduction's observer).
   void attach(const schedule& s) {
     reduction_.emplace(grid_, s, options_.reduction);
+    // A stage's all-reduce reads gradients that its W's kernels wrote: on an asynchronous
+    // execution space they may still be queued, so the compute instance is fenced first.
+    reduction_->set_before_start([this](std::int32_t stage) {
+      fence_compute();
+      if (staging_.reduces_on_host()) staging_.to_host(stage, std::span(model_.gradients(stage)), executor_->compute_space());
+    });
     observer_.emplace(*reduction_);
     executor_.emplace(s, model_, comm_, options_.executor);
+    // The all-reduce sums host copies where the executor stages its messages (the same rule:
+    // views the host cannot read and an MPI that cannot read them, or staging forced).
+    staging_.configure(static_cast<std::size_t>(s.num_stages()), executor_->stages_messages());
     executor_->add_observer(*observer_);
+  }
+
+  // Waits for the kernels queued on the model's compute instance: `model.compute_space()` when the
+  // model has one (the instance its W's kernels run on), else the executor's (the default
+  // instance). Never the whole device.
+  void fence_compute() {
+    if constexpr (requires { model_.compute_space().fence(); }) model_.compute_space().fence();
+    else executor_->compute_space().fence();
+  }
+
+  // The buffer stage `stage`'s all-reduce sums: the host copy when staged, else the model's gradients.
+  auto reduction_buffer(std::int32_t stage) {
+    auto gradients = std::span(model_.gradients(stage));
+    return staging_.reduces_on_host() ? staging_.host(stage, gradients.size()) : gradients;
+  }
+
+  // Divides stage `stage`'s gradients by the batch and checks them, on the host: in place when the
+  // host reads them, else on the host copy (made now unless the all-reduce made it), copied back.
+  bool scale_and_check_stage(std::int32_t stage, double scale) {
+    auto gradients = std::span(model_.gradients(stage));
+    if (!staging_.active()) return scale_and_check(gradients, scale);
+    if (!staging_.copied(stage)) staging_.to_host(stage, gradients, executor_->compute_space());
+    const bool finite = scale_and_check(staging_.host(stage, gradients.size()), scale);
+    staging_.to_device(stage, gradients, executor_->compute_space());
+    return finite;
   }
 
   // Divides every gradient by the batch (`scale` = 1/B) and returns whether all are finite, in one pass.
@@ -446,10 +502,6 @@ class pipeline {
       finite &= g - g == T(0);  // NaN for NaN and ±inf
     }
     return finite;
-  }
-  template <class T>
-  static void zero(std::span<T> gradients) {
-    std::fill(gradients.begin(), gradients.end(), T(0));
   }
 
   // "non-finite loss (nan) of microbatch j on stage s"; the microbatch where the model reports its
@@ -498,6 +550,11 @@ class pipeline {
   std::optional<mpi::gradient_reduction> reduction_;  // of plan_ (replan makes new ones)
   std::optional<reduction_observer> observer_;
   std::optional<kokkos::executor<Model, mpi::communicator>> executor_;
+  using executor_type = kokkos::executor<Model, mpi::communicator>;
+  using gradient_scalar = std::remove_cv_t<typename decltype(std::span(std::declval<Model&>().gradients(0)))::element_type>;
+  using staging_type =
+      gradient_staging<gradient_scalar, typename executor_type::execution_space, typename executor_type::memory_space>;
+  staging_type staging_;  // host copies of the gradients (staged all-reduce, or device memory)
   std::vector<kokkos::observer*> observers_;  // added by the user, in order
   std::vector<std::int64_t> offsets_;
   std::int64_t steps_{0};
