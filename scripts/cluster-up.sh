@@ -228,11 +228,22 @@ for ((i = 1; i <= NODES; ++i)); do
   # node's own /tmp at the same path before that /tmp replaces the machine's.
   keep=
   if [[ $PROJECT == /tmp/* ]]; then keep=${PROJECT#/tmp/}; mkdir -p "$STATE/node$i/tmp/$keep"; fi
+  # A slurmd started from another checkout does not show this one under /tmp: restart it.
+  if alive "slurmd-node$i" slurmd && [[ $(cat "$RUNDIR/slurmd-node$i.project" 2>/dev/null) != "$PROJECT" ]]; then
+    echo "cluster-up: node$i was started from $(cat "$RUNDIR/slurmd-node$i.project" 2>/dev/null || echo 'another checkout'); restarting it for $PROJECT" >&2
+    kill "$(cat "$RUNDIR/slurmd-node$i.pid")" 2>/dev/null || true
+    deadline=$((SECONDS + 15))
+    while alive "slurmd-node$i" slurmd; do
+      ((SECONDS < deadline)) || fail "TIMEOUT after 15s: slurmd of node$i did not stop" "$LOGDIR/stretto-cluster-slurmd-node$i.out"
+      sleep 0.1
+    done
+  fi
   # shellcheck disable=SC2016
   alive "slurmd-node$i" slurmd || start "slurmd-node$i" slurmd nsenter --net="/run/netns/stretto-node$i" \
     unshare --uts --mount sh -c 'hostname "$0" && { [ -z "$3" ] || mount --bind "/tmp/$3" "$2/$3"; } &&
       mount --rbind "$2" /tmp && exec slurmd -D -N "$0" -f "$1"' \
     "node$i" "$CONF" "$STATE/node$i/tmp" "$keep"
+  echo "$PROJECT" >"$RUNDIR/slurmd-node$i.project"
 done
 
 # ---- 5. nodes ready -----------------------------------------------------------------------------
