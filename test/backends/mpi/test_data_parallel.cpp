@@ -167,14 +167,28 @@ TEST_CASE("mpi.data_parallel.grid_errors") {
   CHECK_THROWS_AS(stretto::mpi::process_grid(MPI_COMM_WORLD, 0), stretto::argument_error);
 }
 
+namespace {
+
+// The sequential reference of the step tests: the whole batch on one process, two SGD steps on
+// batches drawn with seeds 500 and 501; the model after them, the batches and each step's loss.
+struct sequential_run {
+  model_type model;
+  std::vector<model_type::batch_data> data;
+  std::vector<double> loss;
+};
+sequential_run sequential_reference() {
+  sequential_run run{model_type(widths, 1, {0}, seed), {}, {}};
+  run.data = {run.model.random_batch(batch, 500), run.model.random_batch(batch, 501)};
+  for (const auto& d : run.data) run.loss.push_back(run.model.sequential_step(d, lr, momentum));
+  return run;
+}
+
+}  // namespace
+
 TEST_CASE("mpi.data_parallel.gradients_equal_the_sequential_run" * doctest::timeout(280)) {
   const int w = world_size();
   const int me = world_rank();
-  // The sequential reference on the whole batch; step k draws batch seed 500 + k.
-  model_type reference(widths, 1, {0}, seed);
-  const std::vector<model_type::batch_data> data{reference.random_batch(batch, 500), reference.random_batch(batch, 501)};
-  std::vector<double> reference_loss;
-  for (const auto& d : data) reference_loss.push_back(reference.sequential_step(d, lr, momentum));
+  const auto [reference, data, reference_loss] = sequential_reference();
 
   int combos = 0;
   for (const std::int32_t pp : {1, 2, 4}) {
@@ -401,10 +415,7 @@ class start_checker final : public stretto::kokkos::observer {
 TEST_CASE("mpi.data_parallel.reduction_fences_the_compute_instance_first" * doctest::timeout(200)) {
   const int w = world_size();
   if (w < 2) return;  // no all-reduce on one rank
-  model_type reference(widths, 1, {0}, seed);
-  const std::vector<model_type::batch_data> data{reference.random_batch(batch, 500), reference.random_batch(batch, 501)};
-  std::vector<double> reference_loss;
-  for (const auto& d : data) reference_loss.push_back(reference.sequential_step(d, lr, momentum));
+  const auto [reference, data, reference_loss] = sequential_reference();
 
   int combos = 0;
   for (const std::int32_t pp : {1, 2, 4}) {
